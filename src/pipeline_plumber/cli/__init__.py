@@ -1,0 +1,55 @@
+"""The `plumber` command line. The one place that prints and exits; each area wires its commands
+in its own module, and the library underneath only raises."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import EXIT_BAD_INPUT, PlumberError
+
+DEBUG_ENV = "PLUMBER_DEBUG"
+
+
+class PlumberGroup(click.Group):
+    """Turns our errors into one line per problem and an exit code; no tracebacks unless asked."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlumberError as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            for problem in err.problems:
+                click.echo(f"error: {problem}", err=True)
+            ctx.exit(err.exit_code)
+        except OSError as err:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
+@click.group(cls=PlumberGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="plumber")
+def cli() -> None:
+    """Build, check and install the Data Engineer subagent for Claude Code.
+
+    Exit codes: 0 ok, 1 a check found a problem, 2 bad input or usage.
+    Set PLUMBER_DEBUG=1 to see tracebacks.
+    """
+
+
+def main() -> None:
+    from . import build as _build  # noqa: F401  (registers its commands)
+
+    try:
+        cli.main(prog_name="plumber")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

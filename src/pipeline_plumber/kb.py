@@ -1,0 +1,518 @@
+"""The knowledge base: YAML files validated into typed objects (schema-on-write).
+
+Every model forbids unknown keys and documents each field, so `plumber schema` can export the
+whole contract as JSON Schema. Cross-references (a command naming a principle or example) are
+checked after the schema, with file and line in every problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+)
+
+from .errors import InputError, Problem
+from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+Text = Annotated[str, StringConstraints(min_length=1)]
+
+SqlDialect = Literal["postgres", "snowflake", "bigquery", "duckdb"]
+AGENT_COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "cyan")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Example(_Model):
+    """A code example the agent shows. Issue-free examples are proven by `plumber verify`."""
+
+    id: Slug = Field(description="Unique id, lowercase kebab-case; commands and evals refer to it.")
+    caption: str | None = Field(
+        default=None, description="Markdown paragraph shown above the code, e.g. '**❌ Bad: ...**'."
+    )
+    language: Literal["sql", "python", "text"] = Field(
+        description="Fence language. `text` is for diagrams and plain illustrations."
+    )
+    dialect: SqlDialect | None = Field(
+        default=None, description="SQL dialect the code is written for; required for `sql` only."
+    )
+    verdict: Literal["right", "wrong", "illustration"] = Field(
+        description="Whether the example shows the right way, the wrong way, or only illustrates."
+    )
+    code: Text = Field(description="The code, without fences.")
+
+
+class TextBlock(_Model):
+    """A Markdown paragraph."""
+
+    text: Text = Field(description="Markdown text, rendered as a paragraph.")
+
+
+class ListBlock(_Model):
+    """A bullet list, optionally under a bold label."""
+
+    label: str | None = Field(default=None, description="Shown in bold before the list.")
+    items: list[Text] = Field(min_length=1, description="The bullets, Markdown each.")
+
+
+class QuoteBlock(_Model):
+    """Something the agent would say, shown as a block quote under an italic label."""
+
+    label: str | None = Field(default=None, description="The situation, e.g. 'When reviewing ETL'.")
+    quote: Text = Field(description="What the agent says.")
+
+
+class ExampleBlock(_Model):
+    """A code example placed at this point of the section."""
+
+    example: Example
+
+
+def _block_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in ("example", "quote", "items", "text"):
+            if key in value:
+                return key
+        return None
+    return {
+        TextBlock: "text",
+        ListBlock: "items",
+        QuoteBlock: "quote",
+        ExampleBlock: "example",
+    }.get(type(value))
+
+
+Block = Annotated[
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ListBlock, Tag("items")]
+    | Annotated[QuoteBlock, Tag("quote")]
+    | Annotated[ExampleBlock, Tag("example")],
+    Discriminator(
+        _block_kind,
+        custom_error_type="block_kind",
+        custom_error_message="a block needs exactly one of the keys: text, items, quote, example",
+    ),
+]
+
+
+class Section(_Model):
+    """A titled part of the agent: a topic (H2) or a subsection of one (H3 and below)."""
+
+    id: Slug = Field(description="Unique id of the section.")
+    title: Text = Field(description="Heading text, without the #'s.")
+    blocks: list[Block] = Field(default_factory=list, description="Content, in order.")
+    sections: list[Section] = Field(default_factory=list, description="Subsections, in order.")
+
+
+class AgentFile(_Model):
+    """`agent.yaml`: who the agent is and when Claude Code should delegate to it."""
+
+    name: Slug = Field(description="The subagent's name, as Claude Code lists it.")
+    title: Text = Field(description="The H1 of the agent file.")
+    description: Text = Field(
+        description="When to delegate to the agent (about 60 words at most); sent in every session."
+    )
+    model: Text = Field(
+        default="inherit",
+        description="`inherit`, an alias (sonnet, opus, haiku) or a full model id.",
+    )
+    tools: list[Text] | None = Field(
+        default=None, description="Tools the agent may use; omitted means all tools."
+    )
+    color: Literal[AGENT_COLORS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Colour Claude Code shows for the agent."
+    )
+    intro: list[Text] = Field(min_length=1, description="Opening paragraphs, under the H1.")
+
+
+class Principle(_Model):
+    """One of the Data Integrity Laws."""
+
+    id: Slug = Field(description="Unique id; commands refer to it.")
+    title: Text = Field(description="The law, e.g. 'Idempotency is King'.")
+    body: Text = Field(description="One or two sentences under the title.")
+
+
+class PrinciplesFile(_Model):
+    """`principles.yaml`: the numbered laws."""
+
+    title: Text = Field(description="Section heading.")
+    principles: list[Principle] = Field(min_length=1)
+
+
+class ChecklistItem(_Model):
+    """One thing a complete answer to a command contains; evals grade answers by these."""
+
+    id: Slug = Field(description="Unique within the command.")
+    text: Text = Field(description="What the answer must contain, as the command states it.")
+
+
+class Command(_Model):
+    """A `#` shortcut of the agent, also installed as the slash command `/de:<name>`."""
+
+    name: Slug = Field(description="Shortcut name: `#<name>` and `/de:<name>`.")
+    summary: Text = Field(description="One line for the agent's shortcut list.")
+    description: Text = Field(description="The slash command's description (front matter).")
+    argument_hint: Text = Field(description="What to type after the command, e.g. '<table>'.")
+    principles: list[Slug] = Field(
+        default_factory=list, description="Ids of the laws the command leans on most."
+    )
+    examples: list[Slug] = Field(
+        default_factory=list, description="Ids of the examples that show how to answer."
+    )
+    checklist: list[ChecklistItem] = Field(
+        min_length=1, description="What a complete answer contains."
+    )
+
+
+class CommandsFile(_Model):
+    """`commands.yaml`: the shortcuts and the words around them in each command file."""
+
+    title: Text = Field(description="Heading of the shortcut list in the agent.")
+    checklist_heading: Text = Field(description="Line before each command's checklist.")
+    principles_heading: Text = Field(description="Line before each command's laws.")
+    commands: list[Command] = Field(min_length=1)
+
+
+class MantrasFile(_Model):
+    """`mantras.yaml`: the closing mantras."""
+
+    title: Text = Field(description="Section heading.")
+    mantras: list[Text] = Field(min_length=1)
+
+
+# The files of a knowledge base, in the order the agent presents them; topics/ sorts by name.
+FILE_MODELS: dict[str, type[_Model]] = {
+    "agent.yaml": AgentFile,
+    "principles.yaml": PrinciplesFile,
+    "persona.yaml": Section,
+    "topics/*.yaml": Section,
+    "commands.yaml": CommandsFile,
+    "mantras.yaml": MantrasFile,
+}
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    """A validated knowledge base, ready to render."""
+
+    agent: AgentFile
+    principles: PrinciplesFile
+    persona: Section
+    topics: tuple[Section, ...]
+    commands: CommandsFile
+    mantras: MantrasFile
+    digest: str
+
+    def examples(self) -> Iterator[Example]:
+        for section in (self.persona, *self.topics):
+            yield from iter_examples(section)
+
+    def command(self, name: str) -> Command:
+        for command in self.commands.commands:
+            if command.name == name:
+                return command
+        raise KeyError(name)
+
+
+def iter_examples(section: Section) -> Iterator[Example]:
+    for block in section.blocks:
+        if isinstance(block, ExampleBlock):
+            yield block.example
+    for sub in section.sections:
+        yield from iter_examples(sub)
+
+
+def kb_files(root: Path) -> list[Path]:
+    """Every YAML file the knowledge base is made of, in a stable order."""
+    return sorted([*root.glob("*.yaml"), *root.glob("topics/*.yaml")])
+
+
+def kb_digest(root: Path) -> str:
+    """sha256 over the knowledge base's file names and bytes: changes whenever the input does."""
+    h = hashlib.sha256()
+    for path in kb_files(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def load_kb(root: Path) -> KnowledgeBase:
+    """Load and validate a knowledge base; every problem found is raised at once as InputError."""
+    if not root.is_dir():
+        raise InputError([Problem("knowledge-base folder not found", file=str(root))])
+    problems: list[Problem] = []
+    docs: dict[str, SourceDoc] = {}
+    models: dict[str, Any] = {}
+
+    expected = {name for name in FILE_MODELS if "*" not in name}
+    for path in kb_files(root):
+        rel = path.relative_to(root).as_posix()
+        if rel not in expected and not rel.startswith("topics/"):
+            problems.append(
+                Problem(
+                    f"unknown knowledge-base file; expected {', '.join(FILE_MODELS)}",
+                    file=_display(root, rel),
+                )
+            )
+            continue
+        model = FILE_MODELS["topics/*.yaml" if rel.startswith("topics/") else rel]
+        try:
+            doc = load_yaml(path, _display(root, rel))
+        except InputError as err:
+            problems.extend(err.problems)
+            continue
+        docs[rel] = doc
+        try:
+            models[rel] = model.model_validate(doc.data if doc.data is not None else {})
+        except ValidationError as err:
+            problems.extend(_schema_problems(err, doc))
+    for name in sorted(expected - set(docs) - {p.file or "" for p in problems}):
+        if not (root / name).exists():
+            problems.append(Problem("required file is missing", file=_display(root, name)))
+    if not any(rel.startswith("topics/") for rel in docs) and not (root / "topics").is_dir():
+        problems.append(Problem("topics folder is missing", file=_display(root, "topics/")))
+    problems.extend(_text_problems(docs))
+    if problems:
+        raise InputError(problems)
+
+    kb = KnowledgeBase(
+        agent=models["agent.yaml"],
+        principles=models["principles.yaml"],
+        persona=models["persona.yaml"],
+        topics=tuple(models[rel] for rel in sorted(models) if rel.startswith("topics/")),
+        commands=models["commands.yaml"],
+        mantras=models["mantras.yaml"],
+        digest=kb_digest(root),
+    )
+    problems = cross_reference_problems(kb, docs)
+    if problems:
+        raise InputError(problems)
+    return kb
+
+
+def _display(root: Path, rel: str) -> str:
+    return (root / rel).as_posix()
+
+
+# --- cross-references ---------------------------------------------------------------------------
+
+
+def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> list[Problem]:
+    """Unique ids, references that resolve, and dialects that match languages."""
+    problems: list[Problem] = []
+
+    def report(rel: str, path: PathKey, message: str) -> None:
+        doc = docs[rel]
+        problems.append(
+            Problem(message, file=doc.file, line=doc.line_of(path), field=format_path(path))
+        )
+
+    principle_ids: dict[str, PathKey] = {}
+    for i, principle in enumerate(kb.principles.principles):
+        path: PathKey = ("principles", i, "id")
+        if principle.id in principle_ids:
+            report("principles.yaml", path, f"duplicate principle id '{principle.id}'")
+        principle_ids.setdefault(principle.id, path)
+
+    example_ids: dict[str, str] = {}
+    section_ids: dict[str, str] = {}
+    section_files = [("persona.yaml", kb.persona)] + [
+        (rel, models_section)
+        for rel, models_section in zip(
+            sorted(r for r in docs if r.startswith("topics/")), kb.topics, strict=True
+        )
+    ]
+    for rel, section in section_files:
+        for path, sec in _walk_sections(section, ()):
+            if sec.id in section_ids:
+                report(rel, (*path, "id"), f"duplicate section id '{sec.id}' (also in {section_ids[sec.id]})")
+            section_ids.setdefault(sec.id, rel)
+            for b, block in enumerate(sec.blocks):
+                if not isinstance(block, ExampleBlock):
+                    continue
+                ex = block.example
+                ex_path: PathKey = (*path, "blocks", b, "example")
+                if ex.id in example_ids:
+                    report(rel, (*ex_path, "id"), f"duplicate example id '{ex.id}' (also in {example_ids[ex.id]})")
+                example_ids.setdefault(ex.id, rel)
+                if ex.language == "sql" and ex.dialect is None:
+                    report(rel, (*ex_path, "dialect"), "a sql example needs a dialect")
+                if ex.language != "sql" and ex.dialect is not None:
+                    report(rel, (*ex_path, "dialect"), f"only sql examples have a dialect, not {ex.language}")
+
+    names: dict[str, int] = {}
+    for c, command in enumerate(kb.commands.commands):
+        base: PathKey = ("commands", c)
+        if command.name in names:
+            report("commands.yaml", (*base, "name"), f"duplicate command name '{command.name}' (also commands[{names[command.name]}])")
+        names.setdefault(command.name, c)
+        for p, ref in enumerate(command.principles):
+            if ref not in principle_ids:
+                report("commands.yaml", (*base, "principles", p), f"no principle has id '{ref}'{_suggest(ref, principle_ids)}")
+        for e, ref in enumerate(command.examples):
+            if ref not in example_ids:
+                report("commands.yaml", (*base, "examples", e), f"no example has id '{ref}'{_suggest(ref, example_ids)}")
+        seen_items: set[str] = set()
+        for k, item in enumerate(command.checklist):
+            if item.id in seen_items:
+                report("commands.yaml", (*base, "checklist", k, "id"), f"duplicate checklist id '{item.id}'")
+            seen_items.add(item.id)
+    return problems
+
+
+def _walk_sections(section: Section, path: PathKey) -> Iterator[tuple[PathKey, Section]]:
+    yield path, section
+    for i, sub in enumerate(section.sections):
+        yield from _walk_sections(sub, (*path, "sections", i))
+
+
+# Claude Code runs `` !`cmd` `` and ```! fences in command bodies as shell when a command is invoked.
+SHELL_TRIGGERS = ("!`",)
+
+
+def shell_trigger(text: str) -> str | None:
+    """The first sequence in `text` that Claude Code would execute as shell, if any."""
+    for trigger in SHELL_TRIGGERS:
+        if trigger in text:
+            return trigger
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```!", "~~~!")):
+            return line.lstrip()[:4]
+    return None
+
+
+def _text_problems(docs: dict[str, SourceDoc]) -> list[Problem]:
+    problems: list[Problem] = []
+    for doc in docs.values():
+        for path, value in _walk_strings(doc.data, ()):
+            trigger = shell_trigger(value)
+            if trigger:
+                problems.append(
+                    Problem(
+                        f"contains {trigger!r}, which Claude Code would execute as shell; reword it",
+                        file=doc.file,
+                        line=doc.line_of(path),
+                        field=format_path(path),
+                    )
+                )
+    return problems
+
+
+def _walk_strings(data: Any, path: PathKey) -> Iterator[tuple[PathKey, str]]:
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _walk_strings(value, (*path, str(key)))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _walk_strings(value, (*path, i))
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# --- schema errors ------------------------------------------------------------------------------
+
+
+def _all_field_names() -> set[str]:
+    names: set[str] = set()
+    for model in (Example, TextBlock, ListBlock, QuoteBlock, ExampleBlock, Section, AgentFile,
+                  Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile, MantrasFile):
+        names.update(model.model_fields)
+    return names
+
+
+def _schema_problems(err: ValidationError, doc: SourceDoc) -> list[Problem]:
+    problems = []
+    for error in err.errors():
+        path = _data_path(doc.data, error["loc"], error["type"])
+        problems.append(
+            Problem(
+                _message(error, path),
+                file=doc.file,
+                line=doc.line_of(path),
+                field=format_path(path) or None,
+            )
+        )
+    return problems
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...], kind: str) -> PathKey:
+    """Map pydantic's location (which includes union tags) onto the path inside the YAML data."""
+    path: list[str | int] = []
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            path.append(part)
+        elif last and kind in ("missing", "extra_forbidden"):
+            path.append(part)
+    return tuple(path)
+
+
+def _message(error: Any, path: PathKey) -> str:
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else "?"
+        return f"unknown key{_suggest(key, _all_field_names())}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        return f"must be lowercase kebab-case (a-z, 0-9, '-'), 1 to 64 characters; got {given!r}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind in ("model_type", "dict_type"):
+        return f"must be a mapping, got {_type_name(given)}"
+    if kind == "list_type":
+        return f"must be a list, got {_type_name(given)}"
+    if kind == "string_type":
+        return f"must be a string, got {_type_name(given)} (quote it in YAML)"
+    message = str(error["msg"])
+    return f"{message[0].lower()}{message[1:]}; got {given!r}" if given is not None else message
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+# --- JSON Schema --------------------------------------------------------------------------------
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of each knowledge-base file, keyed by its file name (or pattern)."""
+    schemas = {}
+    for name, model in FILE_MODELS.items():
+        schema = model.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = f"pipeline-plumber knowledge base: {name}"
+        schemas[name] = schema
+    return schemas
