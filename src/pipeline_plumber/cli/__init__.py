@@ -46,10 +46,12 @@ def cli() -> None:
 
 
 def main() -> None:
-    from . import build as _build  # noqa: F401  (registers its commands)
-
     try:
         cli.main(prog_name="plumber")
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+
+
+# Each module registers its commands on `cli`; heavy libraries are imported inside the commands.
+from . import build as _build  # noqa: E402, F401
