@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import frontmatter
+from . import __version__, frontmatter
 from .errors import CheckFailed, InputError, Problem
 from .kb import KnowledgeBase, load_kb
 from .lint import lint_pack
-from .render import RenderOptions, render
+from .render import RenderOptions, render, render_plugin
 
 OWNED_DIRS = ("agents", "commands")
 
@@ -37,12 +37,21 @@ class Pack:
     files: dict[str, str]
 
 
-def build_pack(kb_dir: Path, templates: Path, options: RenderOptions = RenderOptions()) -> Pack:
-    """Load, render and lint. Raises InputError (bad input) or CheckFailed (lint findings)."""
+def build_pack(
+    kb_dir: Path, templates: Path, options: RenderOptions | None = None, *, plugin: bool = True
+) -> Pack:
+    """Load, render and lint. Raises InputError (bad input) or CheckFailed (lint findings).
+
+    `plugin`: the repository's own layout, a Claude Code plugin with its manifests (what
+    `plumber build` writes); otherwise the plain pack, whose commands name the agent bare."""
     kb = load_kb(kb_dir)
     if not templates.is_dir():
         raise InputError([Problem("templates folder not found", file=str(templates))])
-    files = render(kb, templates, options)
+    options = options or RenderOptions()
+    if plugin:
+        files = render_plugin(kb, templates, __version__, options)
+    else:
+        files = render(kb, templates, options)
     problems = lint_pack(files)
     if problems:
         raise CheckFailed(problems)

@@ -120,6 +120,30 @@ class Section(_Model):
     sections: list[Section] = Field(default_factory=list, description="Subsections, in order.")
 
 
+class Person(_Model):
+    """Who publishes the plugin and its marketplace."""
+
+    name: Text = Field(description="A person's or a group's name.")
+    email: str | None = Field(default=None, description="Contact address.")
+    url: str | None = Field(default=None, description="Web page.")
+
+
+class Plugin(_Model):
+    """How the pack ships as a Claude Code plugin from a one-plugin marketplace."""
+
+    name: Slug = Field(
+        description="Plugin name, also the commands' namespace: `/<name>:schema` both when "
+        "installed as a plugin and by `plumber install` (`.claude/commands/<name>/`)."
+    )
+    marketplace: Slug = Field(description="Name of the marketplace the repository publishes.")
+    description: Text = Field(description="What the plugin gives, for `claude plugin` listings.")
+    author: Person = Field(description="The plugin's author; also the marketplace's owner.")
+    license: str | None = Field(default=None, description="SPDX license id, e.g. MIT.")
+    homepage: str | None = Field(default=None, description="Documentation web page.")
+    repository: str | None = Field(default=None, description="Source repository URL.")
+    keywords: list[Slug] = Field(default_factory=list, description="Search keywords.")
+
+
 class AgentFile(_Model):
     """`agent.yaml`: who the agent is and when Claude Code should delegate to it."""
 
@@ -139,6 +163,16 @@ class AgentFile(_Model):
         default=None, description="Colour Claude Code shows for the agent."
     )
     intro: list[Text] = Field(min_length=1, description="Opening paragraphs, under the H1.")
+    plugin: Plugin | None = Field(
+        default=None,
+        description="Plugin and marketplace metadata; without it the commands' namespace is the "
+        "agent's name and no plugin manifest is built.",
+    )
+
+    @property
+    def namespace(self) -> str:
+        """The folder and prefix of the slash commands: `/<namespace>:schema`."""
+        return self.plugin.name if self.plugin else self.name
 
 
 class Principle(_Model):

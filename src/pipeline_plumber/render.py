@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import jinja2
 from . import frontmatter
 from .errors import InputError, Problem
 from .frontmatter import Quoted
-from .kb import Command, KnowledgeBase
+from .kb import Command, KnowledgeBase, Person, Plugin
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,76 @@ def render(kb: KnowledgeBase, templates: Path, options: RenderOptions = RenderOp
     for command in kb.commands.commands:
         files[COMMAND_PATH.format(name=command.name)] = _render_command(env, kb, command, options)
     return files
+
+
+PLUGIN_MANIFEST = ".claude-plugin/plugin.json"
+MARKETPLACE_MANIFEST = ".claude-plugin/marketplace.json"
+
+
+def render_plugin(
+    kb: KnowledgeBase, templates: Path, version: str, options: RenderOptions = RenderOptions()
+) -> dict[str, str]:
+    """The pack as a Claude Code plugin and one-plugin marketplace rooted at the output folder.
+
+    Plugin agents are named `<plugin>:<agent>`, so the commands fork into `de:data-engineer`
+    there, where a project install needs the bare name. Without a `plugin` section in the
+    knowledge base this is `render` alone."""
+    plugin = kb.agent.plugin
+    if plugin is None:
+        return render(kb, templates, options)
+    agent_ref = options.agent_ref or plugin_agent_ref(kb)
+    files = render(kb, templates, replace(options, agent_ref=agent_ref))
+    files[PLUGIN_MANIFEST] = _json(plugin_manifest(plugin, version))
+    files[MARKETPLACE_MANIFEST] = _json(marketplace_manifest(plugin, version))
+    return files
+
+
+def plugin_agent_ref(kb: KnowledgeBase) -> str:
+    """How the plugin's commands name its agent: `<plugin>:<agent>`."""
+    return f"{kb.agent.namespace}:{kb.agent.name}"
+
+
+def plugin_manifest(plugin: Plugin, version: str) -> dict[str, Any]:
+    """`.claude-plugin/plugin.json`. Component paths are left to the defaults (agents/,
+    commands/): setting them would turn off the scan of the default folders."""
+    fields: dict[str, Any] = {
+        "name": plugin.name,
+        "version": version,
+        "description": " ".join(plugin.description.split()),
+        "author": _person(plugin.author),
+    }
+    for key in ("license", "homepage", "repository"):
+        value = getattr(plugin, key)
+        if value:
+            fields[key] = value
+    if plugin.keywords:
+        fields["keywords"] = list(plugin.keywords)
+    return fields
+
+
+def marketplace_manifest(plugin: Plugin, version: str) -> dict[str, Any]:
+    """`.claude-plugin/marketplace.json`: a marketplace whose one plugin is this folder."""
+    return {
+        "name": plugin.marketplace,
+        "description": f"The {plugin.name} plugin: " + " ".join(plugin.description.split()),
+        "owner": _person(plugin.author),
+        "plugins": [
+            {
+                "name": plugin.name,
+                "source": "./",
+                "description": " ".join(plugin.description.split()),
+                "version": version,
+            }
+        ],
+    }
+
+
+def _person(person: Person) -> dict[str, str]:
+    return {key: value for key, value in person.model_dump().items() if value}
+
+
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def agent_front_matter(kb: KnowledgeBase, options: RenderOptions) -> dict[str, Any]:
