@@ -22,13 +22,34 @@ COMMAND_DESCRIPTION_MAX_CHARS = 250
 MODEL_ALIASES = ("inherit", "sonnet", "opus", "haiku", "sonnet[1m]", "opusplan")
 FULL_MODEL_ID = re.compile(r"^claude-[a-z0-9.-]+$")
 AGENT_KEYS = (
-    "name", "description", "tools", "disallowedTools", "model", "permissionMode", "effort",
-    "maxTurns", "skills", "hooks", "mcpServers", "color", "memory", "background", "isolation",
+    "name",
+    "description",
+    "tools",
+    "disallowedTools",
+    "model",
+    "permissionMode",
+    "effort",
+    "maxTurns",
+    "skills",
+    "hooks",
+    "mcpServers",
+    "color",
+    "memory",
+    "background",
+    "isolation",
     "initialPrompt",
 )
 COMMAND_KEYS = (
-    "description", "argument-hint", "allowed-tools", "disallowed-tools", "model",
-    "disable-model-invocation", "user-invocable", "effort", "context", "agent",
+    "description",
+    "argument-hint",
+    "allowed-tools",
+    "disallowed-tools",
+    "model",
+    "disable-model-invocation",
+    "user-invocable",
+    "effort",
+    "context",
+    "agent",
 )
 _NAME = re.compile(SLUG_PATTERN)
 _AGENT_REF = re.compile(r"^([a-z0-9][a-z0-9-]{0,63}:)?[a-z0-9][a-z0-9-]{0,63}$")
@@ -54,7 +75,11 @@ Checker = Callable[[str, dict[str, Any], str, int], list[Problem]]
 def lint_markdown_file(path: str, text: str, check: Checker, *, h1: bool) -> list[Problem]:
     fields, body, body_line = frontmatter.split(text)
     if fields is None:
-        return [Problem("front matter is missing or does not parse as a YAML mapping", file=path, line=1)]
+        return [
+            Problem(
+                "front matter is missing or does not parse as a YAML mapping", file=path, line=1
+            )
+        ]
     problems = check(path, fields, body, body_line)
     problems += _markdown_structure(path, body, body_line, require_h1=h1)
     return problems
@@ -70,16 +95,26 @@ def _check_agent(path: str, fields: dict[str, Any], body: str, body_line: int) -
     problems += _description(path, fields, max_words=AGENT_DESCRIPTION_MAX_WORDS)
     model = fields.get("model")
     if model is not None and (not isinstance(model, str) or not _valid_model(model)):
-        problems.append(_field(path, "model", f"{model!r} is not a model Claude Code accepts "
-                               f"({', '.join(MODEL_ALIASES)} or a full claude-... id)"))
+        problems.append(
+            _field(
+                path,
+                "model",
+                f"{model!r} is not a model Claude Code accepts "
+                f"({', '.join(MODEL_ALIASES)} or a full claude-... id)",
+            )
+        )
     color = fields.get("color")
     if color is not None and color not in AGENT_COLORS:
         problems.append(_field(path, "color", f"{color!r} is not one of {', '.join(AGENT_COLORS)}"))
     tools = fields.get("tools")
-    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, str) and t for t in tools)):
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, str) and t for t in tools)
+    ):
         problems.append(_field(path, "tools", "must be a list of tool names"))
     if body.strip() == "":
-        problems.append(Problem("the agent has no body (its system prompt)", file=path, line=body_line))
+        problems.append(
+            Problem("the agent has no body (its system prompt)", file=path, line=body_line)
+        )
     return problems
 
 
@@ -94,11 +129,28 @@ def _check_command(path: str, fields: dict[str, Any], body: str, body_line: int)
     agent = fields.get("agent")
     if not isinstance(agent, str) or not _AGENT_REF.match(agent):
         problems.append(_field(path, "agent", f"must name an agent ([plugin:]name); got {agent!r}"))
-    placeholders = _PLACEHOLDER.findall(body)
-    if placeholders != ["ARGUMENTS"]:
-        problems.append(Problem(
-            f"the body must use $ARGUMENTS exactly once and no positional $N; found {placeholders}",
-            file=path, line=body_line))
+    arguments = 0
+    for match in _PLACEHOLDER.finditer(body):
+        if match.group(1) == "ARGUMENTS":
+            arguments += 1
+            continue
+        line = body_line + body.count("\n", 0, match.start())
+        problems.append(
+            Problem(
+                f"{match.group(0)} is a positional placeholder Claude Code would substitute; "
+                "reword it",
+                file=path,
+                line=line,
+            )
+        )
+    if arguments != 1:
+        problems.append(
+            Problem(
+                f"the body must use $ARGUMENTS exactly once; found {arguments}",
+                file=path,
+                line=body_line,
+            )
+        )
     return problems
 
 
@@ -106,22 +158,39 @@ def _valid_model(model: str) -> bool:
     return model in MODEL_ALIASES or bool(FULL_MODEL_ID.match(model))
 
 
-def _description(path: str, fields: dict[str, Any], *, max_words: int | None = None,
-                 max_chars: int = DESCRIPTION_MAX_CHARS) -> list[Problem]:
+def _description(
+    path: str,
+    fields: dict[str, Any],
+    *,
+    max_words: int | None = None,
+    max_chars: int = DESCRIPTION_MAX_CHARS,
+) -> list[Problem]:
     description = fields.get("description")
     if not isinstance(description, str) or not description.strip():
         return [_field(path, "description", "is missing; Claude Code drops an agent without one")]
     problems = []
     if len(description) > max_chars:
-        problems.append(_field(path, "description", f"is {len(description)} characters; at most {max_chars}"))
+        problems.append(
+            _field(path, "description", f"is {len(description)} characters; at most {max_chars}")
+        )
     words = len(description.split())
     if max_words is not None and words > max_words:
-        problems.append(_field(path, "description", f"is {words} words; at most {max_words} (it is sent in every session)"))
+        problems.append(
+            _field(
+                path,
+                "description",
+                f"is {words} words; at most {max_words} (it is sent in every session)",
+            )
+        )
     return problems
 
 
 def _unknown_keys(path: str, fields: dict[str, Any], known: tuple[str, ...]) -> list[Problem]:
-    return [_field(path, str(key), "is not a field Claude Code reads here") for key in fields if key not in known]
+    return [
+        _field(path, str(key), "is not a field Claude Code reads here")
+        for key in fields
+        if key not in known
+    ]
 
 
 def _field(path: str, field: str, message: str) -> Problem:
@@ -139,20 +208,40 @@ def _markdown_structure(path: str, body: str, body_line: int, *, require_h1: boo
             level = int(token.tag[1])
             h1_count += level == 1
             if level > previous_level + 1:
-                problems.append(Problem(f"heading level skips from H{previous_level} to H{level}", file=path, line=line))
+                problems.append(
+                    Problem(
+                        f"heading level skips from H{previous_level} to H{level}",
+                        file=path,
+                        line=line,
+                    )
+                )
             previous_level = level
         elif token.type == "fence":
             info = token.info.strip()
             if not info:
                 problems.append(Problem("code fence has no language", file=path, line=line))
             elif info.startswith("!"):
-                problems.append(Problem("fence opened with '!' runs as shell in Claude Code", file=path, line=line))
+                problems.append(
+                    Problem(
+                        "fence opened with '!' runs as shell in Claude Code", file=path, line=line
+                    )
+                )
     if require_h1 and h1_count != 1:
-        problems.append(Problem(f"must have exactly one H1; found {h1_count}", file=path, line=body_line))
+        problems.append(
+            Problem(f"must have exactly one H1; found {h1_count}", file=path, line=body_line)
+        )
     if not require_h1 and h1_count > 1:
-        problems.append(Problem(f"must have at most one H1; found {h1_count}", file=path, line=body_line))
+        problems.append(
+            Problem(f"must have at most one H1; found {h1_count}", file=path, line=body_line)
+        )
     trigger = shell_trigger(body)
     if trigger:
         line = body_line + body[: body.find(trigger)].count("\n") if trigger in body else body_line
-        problems.append(Problem(f"contains {trigger!r}, which Claude Code would execute as shell", file=path, line=line))
+        problems.append(
+            Problem(
+                f"contains {trigger!r}, which Claude Code would execute as shell",
+                file=path,
+                line=line,
+            )
+        )
     return problems

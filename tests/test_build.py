@@ -1,0 +1,263 @@
+"""`plumber build`: same input, same bytes; atomic writes; --check; template errors located."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kb_support import REPO, TEMPLATES, copy_minimal_kb, plumber, snapshot
+from pipeline_plumber import build as builder
+from pipeline_plumber import frontmatter
+from pipeline_plumber.kb import load_kb
+
+COMMAND_NAMES = ("schema", "etl", "optimize", "dq", "governance")
+COMMAND_NAMES += ("partition", "index", "pipeline", "airflow", "star")
+
+
+def test_committed_output_equals_a_fresh_build() -> None:
+    pack = builder.build_pack(REPO / "kb", TEMPLATES)
+    assert builder.check(REPO, pack) == []
+    assert "agents/data-engineer.md" in pack.files
+    assert sorted(p for p in pack.files if p.startswith("commands/")) == [
+        f"commands/{name}.md"
+        for name in sorted(
+            COMMAND_NAMES
+        )
+    ]
+
+
+def test_same_input_same_bytes_across_processes(tmp_path: Path) -> None:
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipeline_plumber",
+                "build",
+                "--kb",
+                str(REPO / "kb"),
+                "--templates",
+                str(TEMPLATES),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        outs.append(snapshot(out))
+    assert outs[0] == outs[1]
+    assert len(outs[0]) == len(builder.build_pack(REPO / "kb", TEMPLATES).files)
+
+
+def test_rebuild_changes_nothing_and_says_so(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    args = ("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(tmp_path / "o"))
+    assert "2 created" in plumber(*args).output
+    second = plumber(*args)
+    assert second.exit_code == 0
+    assert "0 created, 0 updated, 0 deleted, 2 unchanged" in second.output
+
+
+def test_check_reports_stale_files_and_writes_nothing(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    out = tmp_path / "o"
+    base = ("--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
+    assert plumber("build", *base).exit_code == 0
+    assert plumber("build", "--check", *base).exit_code == 0
+
+    (kb / "mantras.yaml").write_text("title: Mantras\nmantras:\n  - Keys first\n  - Keys last\n")
+    before = snapshot(out)
+    result = plumber("build", "--check", *base)
+    assert result.exit_code == 1
+    assert "stale: update    agents/tiny-agent.md (1 lines differ)" in result.output
+    assert snapshot(out) == before
+
+
+def test_stale_files_of_ours_are_deleted_and_others_kept(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    out = tmp_path / "o"
+    base = ("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
+    plumber(*base)
+    (out / "commands" / "old.md").write_text(
+        '---\ndescription: "x"\ncontext: fork\nagent: tiny-agent\n---\nold\n'
+    )
+    (out / "commands" / "theirs.md").write_text('---\ndescription: "x"\n---\ntheirs\n')
+    result = plumber(*base)
+    assert "delete    commands/old.md" in result.output
+    assert not (out / "commands" / "old.md").exists()
+    assert (out / "commands" / "theirs.md").exists()
+
+
+def test_a_failed_write_leaves_the_output_as_it_was(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    out = tmp_path / "o"
+    base = ("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
+    plumber(*base)
+    (kb / "agent.yaml").write_text((kb / "agent.yaml").read_text().replace("tiny.", "small."))
+    (out / "commands" / "keys.md").unlink()
+    (out / "commands").rmdir()
+    (out / "commands").write_text("a file where a folder should be\n")
+    before = snapshot(out)
+
+    result = plumber(*base)
+
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and len(result.output.splitlines()) == 1
+    assert snapshot(out) == before
+    assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% if %}\n", "command.md.j2:1: template error"),
+        ("---\n{{ front_matter }}---\n\n{{ command.nmae }}\n", "command.md.j2:4: template error"),
+    ],
+    ids=["syntax-error", "undefined-attribute"],
+)
+def test_template_errors_name_file_and_line(tmp_path: Path, template: str, expected: str) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for source in TEMPLATES.iterdir():
+        (templates / source.name).write_text(source.read_text())
+    (templates / "command.md.j2").write_text(template)
+    kb = copy_minimal_kb(tmp_path)
+    result = plumber(
+        "build", "--kb", str(kb), "--templates", str(templates), "--out", str(tmp_path / "o")
+    )
+    assert result.exit_code == 2
+    assert expected in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_front_matter_reads_back_exactly_even_with_yaml_traps(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    tricky = "C# and #hashtags: [tables], {keys} & 'quotes' \"too\""
+    (kb / "agent.yaml").write_text(
+        (kb / "agent.yaml").read_text().replace("Use for tiny tasks.", json.dumps(tricky))
+    )
+    (kb / "commands.yaml").write_text(
+        (kb / "commands.yaml").read_text().replace('"<table>"', '"[table] #1: name"')
+    )
+    pack = builder.build_pack(kb, TEMPLATES)
+
+    agent, _, _ = frontmatter.split(pack.files["agents/tiny-agent.md"])
+    command, _, _ = frontmatter.split(pack.files["commands/keys.md"])
+    assert agent == {"name": "tiny-agent", "description": tricky, "model": "inherit"}
+    assert command == {
+        "description": "Suggest keys for a table",
+        "argument-hint": "[table] #1: name",
+        "context": "fork",
+        "agent": "tiny-agent",
+    }
+    assert '\nargument-hint: "' in pack.files["commands/keys.md"]
+
+
+def test_built_agent_front_matter() -> None:
+    text = (REPO / "agents" / "data-engineer.md").read_text()
+    fields, body, _ = frontmatter.split(text)
+    assert fields is not None
+    assert fields["name"] == "data-engineer"
+    assert fields["model"] == "inherit"
+    description = fields["description"]
+    assert len(description.split()) <= 60
+    for term in (
+        "schema design",
+        "DDL",
+        "ETL/ELT",
+        "pipeline",
+        "data quality",
+        "partitioning",
+        "indexing",
+        "Airflow",
+        "star schema",
+        "SQL tuning",
+    ):
+        assert term.lower() in description.lower(), term
+    assert body.lstrip().startswith("# The Data Engineer (The Pipeline Plumber)")
+
+
+def test_every_command_forks_into_the_agent_with_its_shortcut() -> None:
+    kb = load_kb(REPO / "kb")
+    for command in kb.commands.commands:
+        text = (REPO / "commands" / f"{command.name}.md").read_text()
+        fields, body, _ = frontmatter.split(text)
+        assert fields is not None
+        assert fields["description"] == command.description
+        assert fields["argument-hint"] == command.argument_hint
+        assert fields["context"] == "fork"
+        assert fields["agent"].split(":")[-1] == "data-engineer"
+        assert body.lstrip().startswith(f"#{command.name} $ARGUMENTS\n")
+        for item in command.checklist:
+            assert f"- {item.text}\n" in body
+
+
+def test_json_schema_documents_every_field() -> None:
+    result = plumber("schema")
+    assert result.exit_code == 0
+    schemas = json.loads(result.output)
+    assert set(schemas) == {
+        "agent.yaml",
+        "principles.yaml",
+        "persona.yaml",
+        "topics/*.yaml",
+        "commands.yaml",
+        "mantras.yaml",
+    }
+    undocumented = []
+    for name, schema in schemas.items():
+        root = [] if "$ref" in schema else [("<root>", schema)]
+        for model_name, model in [*root, *schema.get("$defs", {}).items()]:
+            assert model.get("additionalProperties") is False, (name, model_name)
+            for prop, spec in model.get("properties", {}).items():
+                if "description" not in spec and "$ref" not in spec and "items" not in spec:
+                    undocumented.append(f"{name}:{model_name}.{prop}")
+    assert undocumented == []
+
+
+def test_exported_schema_accepts_the_shipped_files_and_rejects_unknown_keys() -> None:
+    import jsonschema
+
+    schemas = json.loads(plumber("schema").output)
+    kb = REPO / "kb"
+    for name, schema in schemas.items():
+        files = sorted(kb.glob(name))
+        assert files, name
+        for path in files:
+            jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    bad = yaml.safe_load((kb / "mantras.yaml").read_text()) | {"mantra": "typo"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schemas["mantras.yaml"])
+
+
+def test_module_entry_point_gives_one_line_and_no_traceback(tmp_path: Path) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    (kb / "mantras.yaml").write_text("title: [\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_plumber", "validate", "--kb", str(kb)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "mantras.yaml:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_usage_error_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_plumber", "build", "--nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
