@@ -22,20 +22,22 @@ END = "<!-- cli-reference:end -->"
 def reference() -> str:
     """`plumber --help` and every subcommand's help, as Markdown."""
     parts: list[str] = []
-    _collect(cli, ["plumber"], parts)
+    root = click.Context(cli, info_name="plumber", terminal_width=100, max_content_width=100,
+                         **cli.context_settings)
+    _collect(root, parts)
     return "\n".join(parts)
 
 
-def _collect(command: click.Command, path: list[str], parts: list[str]) -> None:
-    with click.Context(command, info_name=" ".join(path), terminal_width=100) as ctx:
-        help_text = command.get_help(ctx)
-    level = "#" * min(3 + len(path) - 1, 5)
-    parts.append(f"{level} `{' '.join(path)}`\n\n```text\n{help_text.rstrip()}\n```\n")
+def _collect(ctx: click.Context, parts: list[str]) -> None:
+    command = ctx.command
+    path = ctx.command_path
+    level = "#" * min(2 + path.count(" ") + 1, 5)
+    parts.append(f"{level} `{path}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
     if isinstance(command, click.Group):
         for name in sorted(command.list_commands(ctx)):
             sub = command.get_command(ctx, name)
             if sub is not None and not sub.hidden:
-                _collect(sub, [*path, name], parts)
+                _collect(click.Context(sub, info_name=name, parent=ctx), parts)
 
 
 def splice(document: str) -> str:
