@@ -1,0 +1,408 @@
+"""A throwaway PostgreSQL cluster for running the knowledge base's SQL against a real server.
+
+``throwaway_cluster()`` runs ``initdb`` into a temporary folder, starts the server on 127.0.0.1,
+yields a libpq DSN and, whatever happens inside the block, stops the server with
+``pg_ctl stop -m immediate`` and deletes the folder. ``fresh_database(dsn)`` gives each example
+its own empty database, dropped afterwards.
+
+Why it is built this way:
+
+- TCP on 127.0.0.1 rather than the Unix socket alone: a DSN with host and port works for any
+  client (psycopg, a subprocess, DuckDB's postgres extension, an Airflow connection) whatever OS
+  user it runs as, whereas the socket lives in a 0700 folder of the cluster's owner. The socket
+  is still created, in that folder, because the default (/var/run/postgresql) is often not
+  writable. A free port is picked by binding port 0; if another process takes it before the
+  server does, start-up is retried on a new port.
+- The superuser ``postgres`` authenticates with a random password (scram-sha-256): loopback is
+  shared by every user of the machine, and a superuser can run programs through COPY.
+- ``initdb`` and ``postgres`` refuse to run as root. Under euid 0 both run as an unprivileged
+  account: ``postgres`` where it exists (Debian's server package creates it), else ``nobody``.
+  The temporary folder is chowned to that account, and its parents must be searchable by it.
+  No account is created: that would change the machine for good.
+- The postmaster is our child process, not detached by ``pg_ctl start``, and on Linux the kernel
+  sends it SIGQUIT if we die: a test run killed by a timeout or SIGKILL leaves no server running
+  (only its temporary folder).
+- Settings are for speed and determinism, not durability: fsync, synchronous_commit and
+  full_page_writes off; TimeZone UTC; locale C with UTF-8 encoding (the same collation on every
+  machine); wal_level logical, so examples about replication slots and CDC can run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from pipeline_plumber.errors import EnvironmentProblem
+
+SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+SUPERUSER = "postgres"
+UNPRIVILEGED_ACCOUNTS = ("postgres", "nobody")
+"""Accounts tried, in order, to own the cluster when we run as root."""
+
+FAST_SETTINGS: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "TimeZone": "'UTC'",
+    "log_timezone": "'UTC'",
+    "wal_level": "logical",
+    "max_connections": "50",
+}
+"""postgresql.conf lines for a cluster whose data may be lost at any moment."""
+
+INSTALL_HINT = (
+    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; "
+    "macOS: brew install postgresql@15), or put its bin directory on PATH"
+)
+START_TIMEOUT_S = 30
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PORT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Account:
+    """The OS account that owns and runs the cluster."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def default_search_dirs() -> list[Path]:
+    """Where server binaries usually are: PATH, ``pg_config --bindir``, Debian's versioned dirs.
+
+    Debian puts initdb and pg_ctl in /usr/lib/postgresql/N/bin, off PATH; the newest N wins.
+    """
+    dirs = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            dirs.append(Path(out))
+
+    def version_key(path: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.findall(r"\d+", Path(path).parent.name))
+
+    dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version_key)[::-1]]
+    dirs += [Path("/usr/local/pgsql/bin")]
+    return dirs
+
+
+def find_server_bindir(search_dirs: Iterable[Path] | None = None) -> Path:
+    """The first directory holding initdb, pg_ctl and postgres, symlinks resolved.
+
+    Resolving matters: pg_ctl starts the ``postgres`` that sits beside its real file, so a
+    /usr/local/bin symlink must lead to the directory that has all three.
+    """
+    for directory in default_search_dirs() if search_dirs is None else search_dirs:
+        initdb = directory / "initdb"
+        if not (initdb.is_file() and os.access(initdb, os.X_OK)):
+            continue
+        real = initdb.resolve().parent
+        if all(os.access(real / name, os.X_OK) for name in SERVER_BINARIES):
+            return real
+    raise EnvironmentProblem(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH, "
+        f"in pg_config --bindir or /usr/lib/postgresql/*/bin: {INSTALL_HINT}"
+    )
+
+
+def cluster_account() -> Account | None:
+    """None when we are not root (the cluster runs as us); else an unprivileged account."""
+    if os.geteuid() != 0:
+        return None
+    for name in UNPRIVILEGED_ACCOUNTS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if entry.pw_uid != 0:
+            return Account(name, entry.pw_uid, entry.pw_gid)
+    raise EnvironmentProblem(
+        "running as root, and initdb refuses root, but neither a 'postgres' nor a 'nobody' "
+        "account exists: create one (useradd --system postgres) or run as a normal user"
+    )
+
+
+def _searchable_by(path: Path, account: Account) -> bool:
+    """Whether the account can reach ``path``: every ancestor must grant it execute."""
+    groups = {account.gid, *os.getgrouplist(account.name, account.gid)}
+    for directory in [path, *path.parents]:
+        mode = os.stat(directory)
+        if mode.st_uid == account.uid:
+            bit = stat.S_IXUSR
+        elif mode.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not mode.st_mode & bit:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(
+    argv: Sequence[str], account: Account | None, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a server binary as the cluster's account, capturing its output."""
+    env = _server_env()
+    # As root, subprocess drops to the account itself (setgroups, setgid, setuid): no runuser
+    # or sudo needed, and root's supplementary groups are not inherited.
+    try:
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            user=None if account is None else account.uid,
+            group=None if account is None else account.gid,
+            extra_groups=None if account is None else [],
+        )
+    except subprocess.TimeoutExpired as err:
+        raise EnvironmentProblem(f"{Path(argv[0]).name} took more than {timeout:.0f} s") from err
+
+
+def _server_env() -> dict[str, str]:
+    """A small, predictable environment for the server binaries (no PG* from the caller)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C",
+        "LANG": "C",
+        "TZ": "UTC",
+    }
+
+
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGQUIT the server (immediate shutdown) when we die.
+
+    So a test run that is killed (a timeout, SIGKILL) leaves no server behind; the finally of
+    throwaway_cluster covers every other exit. It runs after subprocess has dropped to the
+    cluster's account, so the setting survives the change of user. None off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+        if os.getppid() != parent:  # the parent died before the hook ran
+            os._exit(1)
+
+    return hook
+
+
+def _start_server(
+    postgres: Path, data: Path, log: Path, account: Account | None
+) -> subprocess.Popen[bytes]:
+    """Start the postmaster as our child, its output appended to ``log``.
+
+    A child rather than ``pg_ctl start``: pg_ctl detaches the server, and a detached server
+    outlives a killed test run.
+    """
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(postgres), "-D", str(data)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=data.parent,
+            env=_server_env(),
+            start_new_session=True,  # a Ctrl-C meant for us reaches the server through finally
+            preexec_fn=_die_with_parent_hook(),
+            user=None if account is None else account.uid,
+            group=None if account is None else account.gid,
+            extra_groups=None if account is None else [],
+        )
+
+
+def _wait_until_ready(server: subprocess.Popen[bytes], data: Path, timeout: float) -> bool:
+    """Poll postmaster.pid until it says 'ready' (as ``pg_ctl start -w`` does); False if the
+    server exits first."""
+    deadline = time.monotonic() + timeout
+    pidfile = data / "postmaster.pid"
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return False
+        try:
+            lines = pidfile.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            lines = []
+        if len(lines) >= 8 and lines[7].strip() == "ready":
+            return True
+        time.sleep(0.01)
+    raise EnvironmentProblem(f"PostgreSQL was not ready after {timeout:.0f} s; see {data}")
+
+
+def _stop_server(
+    server: subprocess.Popen[bytes], bindir: Path, data: Path, account: Account | None
+) -> None:
+    """``pg_ctl stop -m immediate`` (SIGQUIT: no checkpoint, nothing to keep), then reap."""
+    if server.poll() is None:
+        _run(
+            [str(bindir / "pg_ctl"), "stop", f"--pgdata={data}", "--mode=immediate", "--wait"],
+            account,
+            data.parent,
+            timeout=60,
+        )
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    """The last few non-empty lines of an error output, on one line."""
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+def _write_settings(conf: Path, port: int, socket_dir: Path, extra: Mapping[str, str]) -> None:
+    """Append our settings to postgresql.conf: the last occurrence of a name wins."""
+    settings = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(port),
+        "unix_socket_directories": f"'{socket_dir}'",
+        **FAST_SETTINGS,
+        **extra,
+    }
+    with conf.open("a", encoding="utf-8") as f:
+        f.write("\n# pipeline_plumber throwaway cluster\n")
+        f.writelines(f"{name} = {value}\n" for name, value in settings.items())
+
+
+@contextmanager
+def throwaway_cluster(
+    *,
+    search_dirs: Iterable[Path] | None = None,
+    settings: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Iterator[str]:
+    """Start a new PostgreSQL cluster and yield its DSN; stop and delete it on exit.
+
+    ``search_dirs`` replaces the default binary search (tests point it at an empty folder);
+    ``settings`` adds or overrides postgresql.conf lines (values as SQL literals: ``"'UTC'"``);
+    ``base_dir`` is where the temporary folder goes (default: the system temp dir).
+    Raises EnvironmentProblem when the binaries are missing or the server cannot start.
+    """
+    bindir = find_server_bindir(search_dirs)
+    account = cluster_account()
+    root = Path(tempfile.mkdtemp(prefix="plumber-pg-", dir=base_dir)).resolve()
+    data, socket_dir, log = root / "data", root / "socket", root / "server.log"
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        socket_dir.mkdir()
+        if account is not None:
+            for path in (root, socket_dir):
+                os.chown(path, account.uid, account.gid)
+            if not _searchable_by(root, account):
+                raise EnvironmentProblem(
+                    f"{root}: account {account.name!r} cannot reach this folder; "
+                    "pass base_dir= (or set TMPDIR to) a directory every user can enter, e.g. /tmp"
+                )
+        password = secrets.token_urlsafe(24)
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n", encoding="utf-8")
+        os.chmod(pwfile, 0o600)
+        if account is not None:
+            os.chown(pwfile, account.uid, account.gid)
+
+        done = _run(
+            [
+                str(bindir / "initdb"),
+                f"--pgdata={data}",
+                f"--username={SUPERUSER}",
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            account,
+            root,
+        )
+        pwfile.unlink()
+        if done.returncode != 0:
+            raise EnvironmentProblem(f"initdb failed: {_tail(done.stderr or done.stdout)}")
+
+        for attempt in range(PORT_ATTEMPTS):
+            port = _free_port()
+            _write_settings(data / "postgresql.conf", port, socket_dir, settings or {})
+            server = _start_server(bindir / "postgres", data, log, account)
+            if _wait_until_ready(server, data, START_TIMEOUT_S):
+                break
+            server_log = log.read_text(encoding="utf-8", errors="replace")
+            if "could not bind" in server_log and attempt + 1 < PORT_ATTEMPTS:
+                continue  # another process took the port between our check and the bind
+            raise EnvironmentProblem(f"PostgreSQL did not start: {_tail(server_log)}")
+        yield make_conninfo(
+            host="127.0.0.1",
+            port=port,
+            user=SUPERUSER,
+            password=password,
+            dbname="postgres",
+            connect_timeout=10,
+        )
+    finally:
+        try:
+            if server is not None:
+                _stop_server(server, bindir, data, account)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(dsn: str, *, prefix: str = "plumber") -> Iterator[str]:
+    """Create an empty database on the cluster at ``dsn``; yield its DSN; drop it on exit.
+
+    Dropped WITH (FORCE) (PostgreSQL 13+), so a connection an example left open cannot keep
+    the database alive.
+    """
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(dsn, dbname=name)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

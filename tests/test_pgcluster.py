@@ -1,0 +1,119 @@
+"""The throwaway PostgreSQL cluster, against the real server binaries.
+
+No skips: CI has PostgreSQL 15, and a machine without it must fail here with the install hint.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pipeline_plumber import pgcluster
+from pipeline_plumber.errors import EnvironmentProblem
+from pipeline_plumber.pgcluster import fresh_database, throwaway_cluster
+
+
+@pytest.fixture(scope="module")
+def dsn() -> Iterator[str]:
+    """One cluster for the tests that only read from it."""
+    with throwaway_cluster() as dsn:
+        yield dsn
+
+
+def scalar(dsn: str, query: str) -> object:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_server_is_postgresql_15_or_newer(dsn: str) -> None:
+    version = str(scalar(dsn, "SELECT version()"))
+    assert version.startswith("PostgreSQL "), version
+    assert int(str(scalar(dsn, "SHOW server_version_num"))) >= 150000, version
+
+
+def test_settings_are_for_throwaway_use(dsn: str) -> None:
+    assert scalar(dsn, "SHOW TimeZone") == "UTC"
+    assert scalar(dsn, "SHOW fsync") == "off"
+    assert scalar(dsn, "SHOW synchronous_commit") == "off"
+    assert scalar(dsn, "SHOW full_page_writes") == "off"
+    assert scalar(dsn, "SHOW server_encoding") == "UTF8"
+    assert scalar(dsn, "SHOW listen_addresses") == "127.0.0.1"
+
+
+def test_cluster_is_not_owned_by_root(dsn: str) -> None:
+    data_directory = Path(str(scalar(dsn, "SHOW data_directory")))
+    owner = data_directory.stat().st_uid
+    assert owner == os.geteuid() or os.geteuid() == 0
+    assert owner != 0, "initdb must have run as an unprivileged account"
+
+
+def test_root_falls_back_to_nobody_without_a_postgres_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pgcluster, "UNPRIVILEGED_ACCOUNTS", ("no-such-account-zz", "nobody"))
+    expected = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.geteuid()
+    with throwaway_cluster() as dsn:
+        data_directory = Path(str(scalar(dsn, "SHOW data_directory")))
+        assert data_directory.stat().st_uid == expected
+
+
+def test_password_is_required(dsn: str) -> None:
+    without = psycopg.conninfo.conninfo_to_dict(dsn)
+    without.pop("password")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(psycopg.conninfo.make_conninfo("", **without)).close()
+
+
+def test_fresh_databases_are_isolated_and_dropped(dsn: str) -> None:
+    with fresh_database(dsn) as first, fresh_database(dsn) as second:
+        first_name = scalar(first, "SELECT current_database()")
+        assert first_name != scalar(second, "SELECT current_database()")
+        with psycopg.connect(first) as conn:
+            conn.execute("CREATE TABLE orders (id int)")
+        assert scalar(first, "SELECT to_regclass('orders') IS NOT NULL") is True
+        assert scalar(second, "SELECT to_regclass('orders') IS NOT NULL") is False
+        assert scalar(second, "SELECT count(*) FROM pg_class WHERE relname = 'orders'") == 0
+        lingering = psycopg.connect(first)  # an example that forgot to close its connection
+    try:
+        names = scalar(dsn, "SELECT array_agg(datname::text) FROM pg_database")
+        assert isinstance(names, list)
+        assert first_name not in names
+    finally:
+        lingering.close()
+
+
+def test_everything_is_removed_on_exit() -> None:
+    with throwaway_cluster(settings={"work_mem": "'7MB'"}) as dsn:
+        assert scalar(dsn, "SHOW work_mem") == "7MB"
+        root = Path(str(scalar(dsn, "SHOW data_directory"))).parent
+        assert root.is_dir()
+    assert not root.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2).close()
+
+
+def test_everything_is_removed_when_the_block_raises() -> None:
+    with pytest.raises(RuntimeError, match="example failed"), throwaway_cluster() as dsn:
+        root = Path(str(scalar(dsn, "SHOW data_directory"))).parent
+        raise RuntimeError("example failed")
+    assert not root.exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2).close()
+
+
+def test_missing_binaries_say_what_to_install(tmp_path: Path) -> None:
+    (tmp_path / "pg_ctl").write_text("#!/bin/sh\n")  # a lone pg_ctl is not a server install
+    (tmp_path / "pg_ctl").chmod(0o755)
+    with pytest.raises(EnvironmentProblem) as caught, throwaway_cluster(search_dirs=[tmp_path]):
+        pytest.fail("the cluster must not start without initdb")
+    message = str(caught.value)
+    assert "initdb" in message
+    assert "apt-get install postgresql" in message
+    assert "\n" not in message
