@@ -1,0 +1,649 @@
+"""Install the pack into a `.claude` folder the user owns, like a package: plan, then apply.
+
+Planning reads the disk and writes nothing: every file gets a status (create, identical,
+update, conflict, remove, skip) before anything is touched. Applying writes each file to a
+temporary name first and renames it into place, then writes the manifest last: the package
+version, the knowledge-base hash, the render options and each installed file's sha256. The
+manifest is how a later install, `status` and `uninstall` tell a file we wrote and nobody
+touched (safe to update or remove) from one the user changed (kept unless `--force`, and then
+backed up beside it).
+
+    plan = prepare_install(kb_dir, templates, Path(".claude"), InstallOptions(model="sonnet"))
+    for action in plan.actions: ...
+    apply_install(plan)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from . import __version__
+from .build import build_pack
+from .errors import CheckFailed, InputError
+from .lint import FULL_MODEL_ID, MODEL_ALIASES
+from .render import RenderOptions
+
+PACKAGE = "pipeline-plumber"
+MANIFEST_NAME = ".pipeline-plumber.json"
+MANIFEST_FORMAT = 1
+DEFAULT = "default"
+"""`--model default` / `--tools default`: forget a remembered choice, use the knowledge base's."""
+
+Scope = Literal["project", "user"]
+FileStatus = Literal["create", "identical", "update", "conflict", "remove", "skip"]
+FileState = Literal["ok", "changed", "deleted"]
+UninstallStatus = Literal["remove", "keep", "missing"]
+
+
+class InstallError(InputError):
+    """The install cannot start: bad target, unreadable manifest, unsafe path (exit 2)."""
+
+
+class ManifestTooNew(InstallError):
+    """The manifest was written in a format newer than this version reads."""
+
+
+class ManifestFile(BaseModel):
+    """`<root>/.pipeline-plumber.json`: what an install wrote, so the next one can tell our files
+    from the user's. Written last, by a dumper, and read back against this schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: int = Field(description="Manifest format; a newer one than we read is refused.")
+    package: Literal["pipeline-plumber"] = Field(description="The package that wrote it.")
+    version: str = Field(description="That package's version.")
+    kb_digest: str = Field(description="sha256 of the knowledge base the files were built from.")
+    agent: str = Field(description="The agent's name.")
+    namespace: str = Field(description="The commands' folder and prefix: /<namespace>:schema.")
+    model: str | None = Field(description="`--model` given at install time; None: the kb's.")
+    tools: list[str] | None = Field(description="`--tools` given at install time; None: the kb's.")
+    files: dict[str, str] = Field(description="Each installed file (relative path) -> sha256.")
+    dirs: list[str] = Field(
+        description="Folders the install created (relative, '.' is the root); uninstall removes "
+        "them when they are empty."
+    )
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """What the user chose. None keeps the previous install's choice (or the kb's)."""
+
+    model: str | None = None
+    tools: str | None = None  # comma-separated
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class FileAction:
+    path: str
+    status: FileStatus
+    reason: str = ""
+    backup: str | None = None
+
+    def __str__(self) -> str:
+        detail = self.reason
+        if self.backup:
+            detail += f"; --force: the old copy is kept as {self.backup}"
+        return f"{self.status:10} {self.path}" + (f"  ({detail})" if detail else "")
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    root: Path
+    actions: tuple[FileAction, ...]
+    contents: dict[str, str]
+    manifest: ManifestFile
+    manifest_status: Literal["create", "identical", "update"]
+    new_dirs: tuple[str, ...]
+    force: bool
+    notes: tuple[str, ...] = ()
+
+    @property
+    def conflicts(self) -> list[FileAction]:
+        return [a for a in self.actions if a.status == "conflict"]
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.manifest_status == "identical" and all(
+            a.status == "identical" for a in self.actions
+        )
+
+    def refusal(self) -> CheckFailed | None:
+        """Why applying would overwrite something that is not ours to overwrite, if it would."""
+        if self.force or not self.conflicts:
+            return None
+        count = len(self.conflicts)
+        return CheckFailed(
+            f"{count} file{'s' if count > 1 else ''} in {self.root} would be overwritten "
+            "(marked conflict above); nothing was written. Re-run with --force to overwrite, "
+            "keeping each old copy as a .bak file beside it"
+        )
+
+
+@dataclass(frozen=True)
+class InstalledFile:
+    path: str
+    state: FileState
+    outdated: bool
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    root: Path
+    manifest: ManifestFile
+    files: tuple[InstalledFile, ...]
+    package_version: str
+    package_kb_digest: str
+    outdated: tuple[str, ...]
+    """Paths a fresh install (same options) would create, change or remove."""
+
+    @property
+    def installed_is_newer(self) -> bool:
+        return _version_key(self.manifest.version) > _version_key(self.package_version)
+
+
+@dataclass(frozen=True)
+class UninstallAction:
+    path: str
+    status: UninstallStatus
+
+    def __str__(self) -> str:
+        reason = {
+            "remove": "",
+            "keep": "changed since it was installed; kept",
+            "missing": "already gone",
+        }[self.status]
+        return f"{self.status:10} {self.path}" + (f"  ({reason})" if reason else "")
+
+
+@dataclass(frozen=True)
+class UninstallPlan:
+    root: Path
+    actions: tuple[UninstallAction, ...]
+    dirs: tuple[str, ...]
+    manifest: ManifestFile
+
+
+@dataclass(frozen=True)
+class UninstallResult:
+    removed: tuple[str, ...]
+    kept: tuple[str, ...]
+    removed_dirs: tuple[str, ...]
+
+
+# --- where ---------------------------------------------------------------------------------------
+
+
+def install_root(scope: Scope | None, target: Path | None, *, home: Path | None = None) -> Path:
+    """`--target`, else `./.claude` (project scope, the default) or `~/.claude` (user scope)."""
+    if target is not None:
+        return target
+    if scope == "user":
+        return (home or Path.home()) / ".claude"
+    return Path(".claude")
+
+
+def check_root(root: Path) -> None:
+    """Refuse a root we should not write into, with the reason and what to do instead."""
+    if root.is_symlink():
+        resolved = root.resolve()
+        raise InstallError(
+            f"{root} is a symlink to {resolved}; refusing to write through it: "
+            f"pass --target {resolved} to install there"
+        )
+    if root.exists() and not root.is_dir():
+        raise InstallError(f"{root} is a file, not a folder: pass --target with a folder")
+    existing = root
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing != root and not existing.is_dir():
+        raise InstallError(f"cannot create {root}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InstallError(f"cannot write to {root}: {existing} is not writable")
+
+
+def relative_path(rel: str, root: Path) -> PurePosixPath:
+    """`rel` as a path that stays inside `root`; anything else is refused."""
+    path = PurePosixPath(rel)
+    if not rel or path.is_absolute() or any(part in ("", ".", "..") for part in path.parts):
+        raise InstallError(
+            f"{rel!r} would be written outside {root}: the agent's and the commands' names "
+            "must be plain file names"
+        )
+    return path
+
+
+def project_layout(files: dict[str, str], namespace: str) -> dict[str, str]:
+    """The rendered pack as `.claude` holds it: commands in `commands/<namespace>/`, so they
+    read `/<namespace>:schema`, the same as from the plugin."""
+    laid_out = {}
+    for rel, text in files.items():
+        path = PurePosixPath(rel)
+        if path.parts[0] == "commands":
+            rel = str(PurePosixPath("commands", namespace, *path.parts[1:]))
+        elif path.parts[0] != "agents":
+            continue
+        laid_out[rel] = text
+    return laid_out
+
+
+# --- the manifest ---------------------------------------------------------------------------------
+
+
+def manifest_path(root: Path) -> Path:
+    return root / MANIFEST_NAME
+
+
+def read_manifest(root: Path) -> ManifestFile | None:
+    """The manifest of the install in `root`; None if there is none."""
+    path = manifest_path(root)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise InstallError(f"{path}: the manifest is not a file: move it away")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _corrupt(path, f"not JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise _corrupt(path, "not a JSON object")
+    found = data.get("format")
+    if isinstance(found, int) and found > MANIFEST_FORMAT:
+        raise ManifestTooNew(
+            f"{path}: written by a newer pipeline-plumber (manifest format {found}; this "
+            f"version {__version__} reads format {MANIFEST_FORMAT}): upgrade pipeline-plumber"
+        )
+    try:
+        manifest = ManifestFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _corrupt(path, f"{where}: {first['msg']}") from err
+    if manifest.format != MANIFEST_FORMAT:
+        raise _corrupt(path, f"format {manifest.format} is unknown")
+    for rel in [*manifest.files, *(d for d in manifest.dirs if d != ".")]:
+        try:
+            relative_path(rel, root)
+        except InstallError as err:
+            raise _corrupt(path, f"{rel!r} points outside {root}") from err
+    return manifest
+
+
+def _corrupt(path: Path, why: str) -> InstallError:
+    return InstallError(
+        f"{path}: corrupt manifest ({why}); delete it to forget the install, or re-run "
+        "install with --force"
+    )
+
+
+def dump_manifest(manifest: ManifestFile) -> str:
+    return json.dumps(manifest.model_dump(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+
+def render_options(options: InstallOptions, previous: ManifestFile | None) -> RenderOptions:
+    """The user's choices, falling back to the previous install's, then the kb's."""
+    model = options.model
+    if model is None and previous is not None:
+        model = previous.model
+    if model == DEFAULT:
+        model = None
+    if model is not None and not (model in MODEL_ALIASES or FULL_MODEL_ID.match(model)):
+        raise InstallError(
+            f"--model {model!r} is not a model Claude Code accepts: use {', '.join(MODEL_ALIASES)}"
+            ", a full claude-... id, or 'default' for the knowledge base's"
+        )
+    tools: tuple[str, ...] | None
+    if options.tools is None:
+        tools = tuple(previous.tools) if previous and previous.tools is not None else None
+    elif options.tools == DEFAULT:
+        tools = None
+    else:
+        tools = tuple(t.strip() for t in options.tools.split(","))
+        if not all(tools):
+            raise InstallError(
+                f"--tools {options.tools!r}: give tool names separated by commas, e.g. "
+                "'Read,Grep,Glob,Bash', or 'default' for the knowledge base's"
+            )
+    return RenderOptions(model=model or None, tools=tools)
+
+
+def prepare_install(
+    kb_dir: Path, templates: Path, root: Path, options: InstallOptions = InstallOptions()
+) -> InstallPlan:
+    """Render the pack for a `.claude` folder and plan writing it into `root`. Writes nothing."""
+    check_root(root)
+    notes: list[str] = []
+    try:
+        previous = read_manifest(root)
+    except ManifestTooNew:
+        raise
+    except InstallError:
+        if not options.force:
+            raise
+        previous = None
+        notes.append(f"ignoring the corrupt manifest {manifest_path(root)} (--force)")
+    if previous and _version_key(previous.version) > _version_key(__version__):
+        if not options.force:
+            raise InstallError(
+                f"{manifest_path(root)}: installed by pipeline-plumber {previous.version}, "
+                f"newer than this {__version__}: upgrade, or pass --force to install "
+                f"{__version__} over it"
+            )
+        notes.append(f"replacing pipeline-plumber {previous.version} with {__version__} (--force)")
+    chosen = render_options(options, previous)
+    pack = build_pack(kb_dir, templates, chosen, plugin=False)
+    namespace = pack.kb.agent.namespace
+    files = project_layout(pack.files, namespace)
+    manifest = ManifestFile(
+        format=MANIFEST_FORMAT,
+        package=PACKAGE,
+        version=__version__,
+        kb_digest=pack.kb.digest,
+        agent=pack.kb.agent.name,
+        namespace=namespace,
+        model=chosen.model,
+        tools=list(chosen.tools) if chosen.tools is not None else None,
+        files={rel: sha256(text) for rel, text in sorted(files.items())},
+        dirs=[],
+    )
+    return plan_install(root, files, manifest, previous, force=options.force, notes=notes)
+
+
+def plan_install(
+    root: Path,
+    files: dict[str, str],
+    manifest: ManifestFile,
+    previous: ManifestFile | None,
+    *,
+    force: bool = False,
+    notes: Iterable[str] = (),
+) -> InstallPlan:
+    """One status per file, decided from the disk and the previous manifest. Writes nothing.
+
+    - create: no such file; identical: it already holds these bytes;
+    - update: it holds what we installed last time, untouched since;
+    - conflict: it differs and we did not install it, or the user changed it since;
+    - remove: we installed it last time, the package no longer has it, nobody touched it;
+    - skip: as remove, but the user changed it: left alone and no longer tracked.
+    """
+    for rel in files:
+        relative_path(rel, root)
+    check_root(root)
+    known = previous.files if previous else {}
+    actions: list[FileAction] = []
+    for rel, text in sorted(files.items()):
+        target = root / rel
+        _refuse_symlinked_parents(root, rel)
+        if not target.exists() and not target.is_symlink():
+            actions.append(FileAction(rel, "create"))
+            continue
+        if target.is_dir() or target.is_symlink():
+            what = "a folder" if target.is_dir() and not target.is_symlink() else "a symlink"
+            raise InstallError(f"{target} is {what}, where the install puts a file: move it away")
+        current = target.read_bytes()
+        if current == text.encode("utf-8"):
+            actions.append(FileAction(rel, "identical"))
+        elif rel in known and sha256(current) == known[rel]:
+            actions.append(FileAction(rel, "update"))
+        else:
+            reason = (
+                "changed since pipeline-plumber installed it"
+                if rel in known
+                else "not installed by pipeline-plumber"
+            )
+            backup = _backup_name(root, rel) if force else None
+            actions.append(FileAction(rel, "conflict", reason, backup))
+    for rel, digest in sorted(known.items()):
+        if rel in files:
+            continue
+        relative_path(rel, root)
+        target = root / rel
+        if not target.is_file():
+            continue
+        if sha256(target.read_bytes()) == digest:
+            actions.append(FileAction(rel, "remove", "no longer part of the package"))
+        else:
+            actions.append(
+                FileAction(rel, "skip", "no longer part of the package, but changed: left alone")
+            )
+
+    new_dirs = _missing_dirs(root, files)
+    kept_dirs = [d for d in (previous.dirs if previous else []) if (root / d).is_dir()]
+    manifest = manifest.model_copy(update={"dirs": sorted({*kept_dirs, *new_dirs})})
+    text = dump_manifest(manifest)
+    path = manifest_path(root)
+    if not path.exists():
+        manifest_status: Literal["create", "identical", "update"] = "create"
+    elif path.read_bytes() == text.encode("utf-8"):
+        manifest_status = "identical"
+    else:
+        manifest_status = "update"
+    return InstallPlan(
+        root=root,
+        actions=tuple(actions),
+        contents=dict(files),
+        manifest=manifest,
+        manifest_status=manifest_status,
+        new_dirs=tuple(new_dirs),
+        force=force,
+        notes=tuple(notes),
+    )
+
+
+def _refuse_symlinked_parents(root: Path, rel: str) -> None:
+    parent = root
+    for part in PurePosixPath(rel).parts[:-1]:
+        parent = parent / part
+        if parent.is_symlink():
+            raise InstallError(
+                f"{parent} is a symlink to {parent.resolve()}; refusing to write through it: "
+                "replace it with a folder"
+            )
+        if parent.exists() and not parent.is_dir():
+            raise InstallError(
+                f"{parent} is a file, where the install needs a folder: move it away"
+            )
+
+
+def _missing_dirs(root: Path, files: Iterable[str]) -> list[str]:
+    """The folders (relative to root, '.' for root itself) that writing `files` would create."""
+    missing: set[str] = set()
+    if not root.exists():
+        missing.add(".")
+    for rel in files:
+        for parent in PurePosixPath(rel).parents:
+            if str(parent) != "." and not (root / parent).exists():
+                missing.add(str(parent))
+    return sorted(missing, key=lambda d: (d != ".", d.count("/"), d))
+
+
+def _backup_name(root: Path, rel: str) -> str:
+    """`<file>.bak`, or `<file>.bak.1`, `.bak.2`... if taken. Claude Code reads only `*.md`."""
+    candidate = f"{rel}.bak"
+    n = 0
+    while (root / candidate).exists() or (root / candidate).is_symlink():
+        n += 1
+        candidate = f"{rel}.bak.{n}"
+    return candidate
+
+
+# --- applying -----------------------------------------------------------------------------------
+
+
+def apply_install(plan: InstallPlan) -> list[FileAction]:
+    """Carry out `plan`: stage every new file and every backup as a temporary file, then rename
+    the backups and the files into place, remove stale files of ours, and rename the manifest
+    last. Raises the plan's refusal (CheckFailed) if it holds conflicts and `force` is off; a
+    write error while staging leaves nothing behind. Returns the actions that changed something."""
+    refusal = plan.refusal()
+    if refusal:
+        raise refusal
+    if plan.changes_nothing:
+        return []
+    root = plan.root
+    writes = [a for a in plan.actions if a.status in ("create", "update", "conflict")]
+    created: list[Path] = []
+    backups: list[tuple[Path, Path]] = []
+    files: list[tuple[Path, Path]] = []
+    manifest: list[tuple[Path, Path]] = []
+    try:
+        for rel in plan.new_dirs:
+            directory = root / rel
+            directory.mkdir()
+            created.append(directory)
+        for action in writes:
+            target = root / action.path
+            if action.backup:
+                backup = root / action.backup
+                backups.append((_stage(backup, target.read_bytes()), backup))
+            files.append((_stage(target, plan.contents[action.path]), target))
+        target = manifest_path(root)
+        manifest.append((_stage(target, dump_manifest(plan.manifest)), target))
+    except OSError as err:
+        for tmp, _ in [*backups, *files, *manifest]:
+            tmp.unlink(missing_ok=True)
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise InstallError(f"cannot write to {root}: {err.strerror or err}") from err
+    for tmp, target in [*backups, *files]:
+        os.replace(tmp, target)
+    for action in plan.actions:
+        if action.status == "remove":
+            (root / action.path).unlink(missing_ok=True)
+    for tmp, target in manifest:
+        os.replace(tmp, target)
+    return [a for a in plan.actions if a.status not in ("identical", "skip")]
+
+
+def _stage(target: Path, content: str | bytes) -> Path:
+    """Write `content` to a temporary file beside `target`; the caller renames it into place."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def status(kb_dir: Path, templates: Path, root: Path) -> StatusReport | None:
+    """What is installed in `root` and how it compares with the package; None: nothing is."""
+    if root.is_symlink():
+        check_root(root)
+    if root.exists() and not root.is_dir():
+        check_root(root)
+    manifest = read_manifest(root)
+    if manifest is None:
+        return None
+    files = []
+    for rel, digest in sorted(manifest.files.items()):
+        path = root / rel
+        if not path.is_file():
+            state: FileState = "deleted"
+        elif sha256(path.read_bytes()) == digest:
+            state = "ok"
+        else:
+            state = "changed"
+        files.append((rel, state))
+    options = RenderOptions(
+        model=manifest.model, tools=tuple(manifest.tools) if manifest.tools is not None else None
+    )
+    pack = build_pack(kb_dir, templates, options, plugin=False)
+    fresh = {
+        rel: sha256(text)
+        for rel, text in project_layout(pack.files, pack.kb.agent.namespace).items()
+    }
+    outdated = sorted(
+        rel for rel in {*fresh, *manifest.files} if fresh.get(rel) != manifest.files.get(rel)
+    )
+    return StatusReport(
+        root=root,
+        manifest=manifest,
+        files=tuple(InstalledFile(rel, state, rel in outdated) for rel, state in files),
+        package_version=__version__,
+        package_kb_digest=pack.kb.digest,
+        outdated=tuple(outdated),
+    )
+
+
+# --- uninstall ----------------------------------------------------------------------------------
+
+
+def plan_uninstall(root: Path) -> UninstallPlan | None:
+    """Which of the manifest's files go (unchanged) and stay (changed); None: nothing installed.
+    Writes nothing."""
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        check_root(root)
+    manifest = read_manifest(root)
+    if manifest is None:
+        return None
+    actions = []
+    for rel, digest in sorted(manifest.files.items()):
+        _refuse_symlinked_parents(root, rel)
+        path = root / rel
+        if not path.is_file():
+            status_: UninstallStatus = "missing"
+        elif sha256(path.read_bytes()) == digest:
+            status_ = "remove"
+        else:
+            status_ = "keep"
+        actions.append(UninstallAction(rel, status_))
+    dirs = sorted(manifest.dirs, key=lambda d: (d == ".", -d.count("/"), d))
+    return UninstallPlan(root, tuple(actions), tuple(dirs), manifest)
+
+
+def apply_uninstall(plan: UninstallPlan) -> UninstallResult:
+    """Remove the unchanged files and the manifest, then the folders the install created if
+    they are empty now. Everything else in the folder is left alone."""
+    removed = []
+    for action in plan.actions:
+        if action.status == "remove":
+            (plan.root / action.path).unlink()
+            removed.append(action.path)
+    manifest_path(plan.root).unlink()
+    removed_dirs = []
+    for rel in plan.dirs:
+        directory = plan.root / rel
+        if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+            directory.rmdir()
+            removed_dirs.append(rel)
+    return UninstallResult(
+        removed=tuple(removed),
+        kept=tuple(a.path for a in plan.actions if a.status == "keep"),
+        removed_dirs=tuple(removed_dirs),
+    )
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def sha256(content: str | bytes) -> str:
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    return hashlib.sha256(data).hexdigest()
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version))

@@ -1,0 +1,486 @@
+"""`plumber install / status / uninstall` on real folders: plans, writes, manifests, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from install_support import (
+    AGENT,
+    INSTALLED,
+    MANIFEST,
+    REPO,
+    one_error,
+    plumber_in,
+    tree,
+)
+from pipeline_plumber import frontmatter
+from pipeline_plumber import install as installer
+from pipeline_plumber.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    return folder
+
+
+def installed(project: Path, *args: str) -> Path:
+    result = plumber_in(project, "install", *args)
+    assert result.exit_code == 0, result.output
+    return project / ".claude"
+
+
+def manifest_of(root: Path) -> dict[str, object]:
+    data = json.loads((root / MANIFEST).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def plan_lines(output: str) -> dict[str, str]:
+    """{path: status} from the plan `install` prints."""
+    lines = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if line.startswith("  ") and len(parts) >= 2 and parts[0] in (
+            "create", "identical", "update", "conflict", "remove", "skip",
+        ):
+            lines[parts[1]] = parts[0]
+    return lines
+
+
+# --- install: the plan and the files -------------------------------------------------------------
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(project: Path) -> None:
+    result = plumber_in(project, "install", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert plan_lines(result.output) == {**dict.fromkeys(INSTALLED, "create"), MANIFEST: "create"}
+    assert "dry run: nothing written" in result.output
+    assert tree(project) == {}
+
+
+def test_project_install_writes_agent_commands_and_manifest_last(project: Path) -> None:
+    root = installed(project)
+    files = {rel for rel, data in tree(root).items() if data is not None}
+    assert files == {*INSTALLED, MANIFEST}
+    agent, body, _ = frontmatter.split((root / AGENT).read_text())
+    assert agent is not None and agent["name"] == "data-engineer"
+    assert body == (REPO / AGENT).read_text().split("\n---\n", 1)[1]
+    schema, _, _ = frontmatter.split((root / "commands/de/schema.md").read_text())
+    # a project install names the agent bare; the repository's plugin names it de:data-engineer
+    assert schema is not None and schema["agent"] == "data-engineer"
+    manifest = manifest_of(root)
+    assert manifest["version"] == installer.__version__
+    assert manifest["files"] == {
+        rel: installer.sha256((root / rel).read_bytes()) for rel in INSTALLED
+    }
+    assert manifest["dirs"] == [".", "agents", "commands", "commands/de"]
+    assert not [p for p in root.rglob("*.tmp")]
+
+
+def test_rerun_changes_nothing_and_says_so(project: Path) -> None:
+    root = installed(project)
+    before = tree(root)
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    result = plumber_in(project, "install")
+    assert result.exit_code == 0
+    assert "nothing to do: 11 files" in result.output
+    assert tree(root) == before
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == stamps
+
+
+def test_user_scope_installs_under_home(tmp_path: Path, project: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    result = plumber_in(project, "install", "--scope", "user", home=home)
+    assert result.exit_code == 0, result.output
+    assert (home / ".claude" / AGENT).is_file()
+    assert (home / ".claude" / "commands/de/star.md").is_file()
+    assert tree(project) == {}
+
+
+def test_target_and_scope_together_is_a_usage_error(project: Path) -> None:
+    result = plumber_in(project, "install", "--scope", "user", "--target", "x")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "give --scope or --target, not both" in result.stderr
+
+
+def test_model_and_tools_are_rendered_and_remembered(project: Path) -> None:
+    root = installed(project, "--model", "sonnet", "--tools", "Read, Grep,Glob")
+    fields, _, _ = frontmatter.split((root / AGENT).read_text())
+    assert fields is not None
+    assert (fields["model"], fields["tools"]) == ("sonnet", ["Read", "Grep", "Glob"])
+
+    again = plumber_in(project, "install")
+    assert "nothing to do" in again.output  # the choices are kept, not reset
+
+    result = plumber_in(project, "install", "--model", "opus")
+    assert result.exit_code == 0
+    # only the agent changes; we installed it and nobody touched it, so it is an update
+    assert plan_lines(result.output)[AGENT] == "update"
+    assert set(plan_lines(result.output).values()) == {"update", "identical"}
+    fields, _, _ = frontmatter.split((root / AGENT).read_text())
+    assert fields is not None and fields["model"] == "opus"
+
+    installed(project, "--model", "default", "--tools", "default")
+    fields, _, _ = frontmatter.split((root / AGENT).read_text())
+    assert fields is not None and fields["model"] == "inherit" and "tools" not in fields
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "gpt-4"], "--model 'gpt-4' is not a model Claude Code accepts"),
+        (["--tools", "Read,,Grep"], "--tools 'Read,,Grep': give tool names separated by commas"),
+    ],
+    ids=["unknown-model", "empty-tool"],
+)
+def test_bad_options_are_one_line(project: Path, args: list[str], message: str) -> None:
+    result = plumber_in(project, "install", *args)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert message in one_error(result)
+    assert tree(project) == {}
+
+
+# --- conflicts -----------------------------------------------------------------------------------
+
+
+def test_a_file_we_did_not_install_is_a_conflict_and_nothing_is_written(project: Path) -> None:
+    theirs = project / ".claude" / AGENT
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("---\nname: data-engineer\ndescription: another pack's\n---\nTheirs.\n")
+    before = tree(project)
+    result = plumber_in(project, "install")
+    assert result.exit_code == EXIT_CHECK_FAILED
+    assert "not installed by pipeline-plumber" in result.output
+    assert plan_lines(result.output)[AGENT] == "conflict"
+    assert "nothing was written. Re-run with --force" in one_error(result)
+    assert tree(project) == before
+
+    dry = plumber_in(project, "install", "--dry-run")
+    assert dry.exit_code == EXIT_CHECK_FAILED
+    assert tree(project) == before
+
+
+def test_force_overwrites_and_keeps_the_old_copy_beside_it(project: Path) -> None:
+    theirs = project / ".claude" / AGENT
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("Theirs.\n")
+    (theirs.parent / "data-engineer.md.bak").write_text("an older backup\n")
+    result = plumber_in(project, "install", "--force")
+    assert result.exit_code == 0, result.output
+    assert "the old copy is kept as agents/data-engineer.md.bak.1" in result.output
+    assert (theirs.parent / "data-engineer.md.bak.1").read_text() == "Theirs.\n"
+    assert (theirs.parent / "data-engineer.md.bak").read_text() == "an older backup\n"
+    assert theirs.read_text() == (REPO / AGENT).read_text()
+    assert AGENT in manifest_of(project / ".claude")["files"]  # type: ignore[operator]
+
+
+def test_a_file_changed_since_install_is_kept_without_force(project: Path) -> None:
+    root = installed(project, "--model", "sonnet")
+    edited = root / "commands/de/etl.md"
+    edited.write_text(edited.read_text() + "\nMy own note.\n")
+    result = plumber_in(project, "install", "--model", "opus")
+    assert result.exit_code == EXIT_CHECK_FAILED
+    statuses = plan_lines(result.output)
+    assert statuses["commands/de/etl.md"] == "conflict"
+    assert statuses[AGENT] == "update"
+    assert "changed since pipeline-plumber installed it" in result.output
+    assert "My own note." in edited.read_text()
+    assert "model: sonnet" in (root / AGENT).read_text()
+
+
+def test_a_deleted_file_is_created_again(project: Path) -> None:
+    root = installed(project)
+    (root / "commands/de/dq.md").unlink()
+    result = plumber_in(project, "install")
+    assert plan_lines(result.output)["commands/de/dq.md"] == "create"
+    assert (root / "commands/de/dq.md").is_file()
+
+
+def test_files_the_package_dropped_are_removed_or_skipped(project: Path) -> None:
+    """A command of an older version: removed if untouched, left alone if changed."""
+    root = installed(project)
+    manifest = manifest_of(root)
+    files = manifest["files"]
+    assert isinstance(files, dict)
+    for name, text in (("old", "old command\n"), ("edited", "edited old command\n")):
+        (root / f"commands/de/{name}.md").write_text(text)
+        files[f"commands/de/{name}.md"] = installer.sha256(text.replace("edited ", ""))
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    result = plumber_in(project, "install")
+    assert result.exit_code == 0, result.output
+    statuses = plan_lines(result.output)
+    assert statuses["commands/de/old.md"] == "remove"
+    assert statuses["commands/de/edited.md"] == "skip"
+    assert not (root / "commands/de/old.md").exists()
+    assert (root / "commands/de/edited.md").read_text() == "edited old command\n"
+    assert set(manifest_of(root)["files"]) == set(INSTALLED)  # type: ignore[arg-type]
+
+
+def test_a_failed_write_leaves_nothing_behind(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_stage = installer._stage
+    calls = 0
+
+    def failing_stage(target: Path, content: str | bytes) -> Path:
+        nonlocal calls
+        calls += 1
+        if calls == 6:
+            raise OSError(28, "No space left on device")
+        return real_stage(target, content)
+
+    monkeypatch.setattr(installer, "_stage", failing_stage)
+    result = plumber_in(project, "install")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert one_error(result) == "error: cannot write to .claude: No space left on device"
+    assert tree(project) == {}
+
+
+# --- status --------------------------------------------------------------------------------------
+
+
+def test_status_reports_changed_and_deleted_files(project: Path) -> None:
+    root = installed(project)
+    (root / "commands/de/etl.md").write_text("mine\n")
+    (root / "commands/de/dq.md").unlink()
+    result = plumber_in(project, "status")
+    assert result.exit_code == 0, result.output
+    assert f"installed in .claude: pipeline-plumber {installer.__version__}" in result.output
+    assert "  changed  commands/de/etl.md  (changed since installed)" in result.output
+    assert "  deleted  commands/de/dq.md  (deleted since installed)" in result.output
+    assert f"  ok       {AGENT}" in result.output
+    assert "1 changed, 1 deleted" in result.output
+    assert ": same as installed" in result.output
+
+
+def test_status_says_when_the_package_would_install_something_else(
+    project: Path, tmp_path: Path
+) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(REPO / "kb", kb)
+    agent_yaml = kb / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("Use this mindset", "Use this attitude"))
+    installed(project, "--kb", str(kb))
+    result = plumber_in(project, "status")
+    assert result.exit_code == 0, result.output
+    assert "differs from the install in 1 files; run `plumber install` to update" in result.output
+    update = plumber_in(project, "install")
+    assert plan_lines(update.output)[AGENT] == "update"
+    assert ": same as installed" in plumber_in(project, "status").output
+
+
+def test_status_of_an_installed_newer_version(project: Path) -> None:
+    root = installed(project)
+    manifest = manifest_of(root)
+    manifest["version"] = "99.0.0"
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    result = plumber_in(project, "status")
+    assert result.exit_code == 0
+    assert "older than the installed version" in result.output
+    refused = plumber_in(project, "install")
+    assert refused.exit_code == EXIT_BAD_INPUT
+    assert "installed by pipeline-plumber 99.0.0, newer than this" in one_error(refused)
+    forced = plumber_in(project, "install", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert manifest_of(root)["version"] == installer.__version__
+
+
+def test_status_when_nothing_is_installed(project: Path) -> None:
+    result = plumber_in(project, "status")
+    assert result.exit_code == EXIT_CHECK_FAILED
+    assert "not installed in .claude" in result.output
+
+
+# --- uninstall -----------------------------------------------------------------------------------
+
+
+def test_uninstall_removes_ours_keeps_changed_and_everything_else(project: Path) -> None:
+    root = project / ".claude"
+    (root / "commands" / "other").mkdir(parents=True)
+    (root / "commands" / "other" / "x.md").write_text("someone else's\n")
+    (root / "settings.json").write_text("{}\n")
+    installed(project)
+    (root / "commands/de/etl.md").write_text("mine\n")
+    result = plumber_in(project, "uninstall")
+    assert result.exit_code == 0, result.output
+    assert "keep       commands/de/etl.md  (changed since it was installed; kept)" in result.output
+    assert "kept 1 changed: commands/de/etl.md" in result.output
+    assert tree(root) == {
+        "commands": None,
+        "commands/de": None,
+        "commands/de/etl.md": b"mine\n",
+        "commands/other": None,
+        "commands/other/x.md": b"someone else's\n",
+        "settings.json": b"{}\n",
+    }
+
+
+def test_uninstall_removes_the_folders_it_created_when_empty(project: Path) -> None:
+    installed(project)
+    result = plumber_in(project, "uninstall")
+    assert result.exit_code == 0, result.output
+    assert "removed 11 files; kept 0 changed" in result.output
+    assert tree(project) == {}
+
+
+def test_uninstall_keeps_a_de_folder_that_was_there_before(project: Path) -> None:
+    (project / ".claude" / "commands" / "de").mkdir(parents=True)
+    installed(project)
+    assert plumber_in(project, "uninstall").exit_code == 0
+    assert tree(project) == {".claude": None, ".claude/commands": None, ".claude/commands/de": None}
+
+
+def test_uninstall_dry_run_and_nothing_installed(project: Path) -> None:
+    root = installed(project)
+    before = tree(root)
+    result = plumber_in(project, "uninstall", "--dry-run")
+    assert result.exit_code == 0
+    assert "dry run: nothing removed" in result.output
+    assert tree(root) == before
+    assert plumber_in(project, "uninstall").exit_code == 0
+    again = plumber_in(project, "uninstall")
+    assert again.exit_code == 0
+    assert "nothing to uninstall in .claude" in again.output
+
+
+# --- bad situations: one line, non-zero exit, nothing written ------------------------------------
+
+
+def _corrupt(root: Path, text: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).write_text(text)
+
+
+MANIFESTS = {
+    "not-json": ("{not json", "corrupt manifest (not JSON"),
+    "not-an-object": ("[]", "corrupt manifest (not a JSON object)"),
+    "unknown-key": (None, "corrupt manifest (surprise: Extra inputs are not permitted)"),
+    "path-escapes": (None, "corrupt manifest ('../../outside.md' points outside .claude)"),
+    "newer-format": (None, "written by a newer pipeline-plumber (manifest format 2"),
+}
+
+
+def _bad_manifest(project: Path, case: str) -> None:
+    text, _ = MANIFESTS[case]
+    root = project / ".claude"
+    if text is not None:
+        _corrupt(root, text)
+        return
+    installed(project)
+    manifest = manifest_of(root)
+    if case == "unknown-key":
+        manifest["surprise"] = 1
+    elif case == "path-escapes":
+        manifest["files"] = {"../../outside.md": "0" * 64}
+    else:
+        manifest["format"] = 2
+    (root / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("command", ["install", "status", "uninstall"])
+@pytest.mark.parametrize("case", sorted(MANIFESTS))
+def test_a_bad_manifest_stops_every_command(project: Path, command: str, case: str) -> None:
+    _bad_manifest(project, case)
+    outside = project.parent / "outside.md"
+    outside.write_text("not ours\n")
+    before = tree(project)
+    result = plumber_in(project, command)
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert MANIFESTS[case][1] in one_error(result)
+    assert tree(project) == before
+    assert outside.read_text() == "not ours\n"
+
+
+def test_force_installs_over_a_corrupt_manifest_but_not_a_newer_one(project: Path) -> None:
+    _bad_manifest(project, "not-json")
+    result = plumber_in(project, "install", "--force")
+    assert result.exit_code == 0, result.output
+    assert "note: ignoring the corrupt manifest" in result.output
+    _bad_manifest(project, "newer-format")
+    refused = plumber_in(project, "install", "--force")
+    assert refused.exit_code == EXIT_BAD_INPUT
+    assert "upgrade pipeline-plumber" in one_error(refused)
+
+
+def test_target_that_is_a_file(project: Path) -> None:
+    (project / "file").write_text("x\n")
+    for command in ("install", "status", "uninstall"):
+        result = plumber_in(project, command, "--target", "file")
+        assert result.exit_code == EXIT_BAD_INPUT
+        assert one_error(result) == (
+            "error: file is a file, not a folder: pass --target with a folder"
+        )
+    nested = plumber_in(project, "install", "--target", "file/.claude")
+    assert nested.exit_code == EXIT_BAD_INPUT
+    assert one_error(nested) == "error: cannot create file/.claude: file is a file, not a folder"
+
+
+def test_symlinked_claude_folder_is_refused_with_the_way_out(project: Path, tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles-claude"
+    real.mkdir()
+    (project / ".claude").symlink_to(real)
+    for command in ("install", "status", "uninstall"):
+        result = plumber_in(project, command)
+        assert result.exit_code == EXIT_BAD_INPUT
+        assert one_error(result) == (
+            f"error: .claude is a symlink to {real}; refusing to write through it: "
+            f"pass --target {real} to install there"
+        )
+    assert tree(real) == {}
+    assert plumber_in(project, "install", "--target", str(real)).exit_code == 0
+    assert (real / AGENT).is_file()
+
+
+def test_symlinked_commands_folder_is_refused(project: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (project / ".claude").mkdir()
+    (project / ".claude" / "commands").symlink_to(elsewhere)
+    result = plumber_in(project, "install")
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "error: .claude/commands is a symlink to" in one_error(result)
+    assert tree(elsewhere) == {}
+
+
+def test_unwritable_target(tmp_path: Path, project: Path) -> None:
+    if os.geteuid() == 0:  # root writes through file modes; sysfs refuses everyone
+        target = Path("/sys/pipeline-plumber-test/.claude")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        target = locked / ".claude"
+    result = plumber_in(project, "install", "--target", str(target))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert one_error(result).startswith(f"error: cannot write to {target}: ")
+    assert not target.exists()
+
+
+def test_an_agent_name_that_would_escape_the_target(project: Path, tmp_path: Path) -> None:
+    kb = tmp_path / "kb"
+    shutil.copytree(REPO / "kb", kb)
+    agent_yaml = kb / "agent.yaml"
+    agent_yaml.write_text(agent_yaml.read_text().replace("name: data-engineer", "name: ../../x"))
+    result = plumber_in(project, "install", "--kb", str(kb))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "agent.yaml:2: name: " in one_error(result)
+    assert tree(project) == {}
+    assert not (tmp_path / "x.md").exists()
+
+
+@pytest.mark.parametrize("rel", ["../x.md", "agents/../../x.md", "/etc/x.md", ""])
+def test_plan_refuses_paths_outside_the_root(tmp_path: Path, rel: str) -> None:
+    """The last line of defence, below the knowledge base's own name check."""
+    manifest = installer.ManifestFile(
+        format=1, package="pipeline-plumber", version="0", kb_digest="", agent="x",
+        namespace="de", model=None, tools=None, files={}, dirs=[],
+    )
+    with pytest.raises(InputError, match="would be written outside"):
+        installer.plan_install(tmp_path / ".claude", {rel: "x"}, manifest, None)
