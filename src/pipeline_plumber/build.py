@@ -86,10 +86,10 @@ def write(out_dir: Path, pack: Pack) -> list[Change]:
             if change.kind in ("create", "update"):
                 target = out_dir / change.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+                fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
                 with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                     handle.write(pack.files[change.path])
-                staged.append((Path(tmp), target))
+                staged.append((Path(name), target))
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -120,10 +120,10 @@ def _stale(out_dir: Path, pack: Pack) -> list[str]:
             if rel in pack.files:
                 continue
             fields, _, _ = frontmatter.split(path.read_text(encoding="utf-8", errors="replace"))
-            ours = fields is not None and (
-                fields.get("name") == agent
-                or (fields.get("context") == "fork" and str(fields.get("agent", "")).endswith(agent))
-            )
+            forks_into_agent = fields is not None and fields.get("context") == "fork" and str(
+                fields.get("agent", "")
+            ).endswith(agent)
+            ours = fields is not None and (fields.get("name") == agent or forks_into_agent)
             if ours:
                 stale.append(rel)
     return stale

@@ -29,7 +29,9 @@ AGENT_PATH = "agents/{name}.md"
 COMMAND_PATH = "commands/{name}.md"
 
 
-def render(kb: KnowledgeBase, templates: Path, options: RenderOptions = RenderOptions()) -> dict[str, str]:
+def render(
+    kb: KnowledgeBase, templates: Path, options: RenderOptions = RenderOptions()
+) -> dict[str, str]:
     """Every file of the pack, keyed by its path relative to the output folder."""
     env = _environment(templates)
     files = {AGENT_PATH.format(name=kb.agent.name): _render_agent(env, kb, options)}
@@ -123,7 +125,9 @@ def agent_front_matter(kb: KnowledgeBase, options: RenderOptions) -> dict[str, A
     return fields
 
 
-def command_front_matter(kb: KnowledgeBase, command: Command, options: RenderOptions) -> dict[str, Any]:
+def command_front_matter(
+    kb: KnowledgeBase, command: Command, options: RenderOptions
+) -> dict[str, Any]:
     return {
         "description": Quoted(command.description),
         "argument-hint": Quoted(command.argument_hint),
