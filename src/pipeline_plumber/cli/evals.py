@@ -1,0 +1,237 @@
+"""`plumber eval run | score | calibrate | scorers`: golden cases, scorers and reports.
+
+Offline by default: no key and no network. Exit 0 when every case reaches its threshold (or the
+scorers agree with every label), 1 when not, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from ..errors import EXIT_CHECK_FAILED
+from ..paths import default_kb
+from . import cli
+
+_PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
+
+
+def _evals_option(f: Callable[..., object]) -> Callable[..., object]:
+    return click.option(
+        "--evals", "evals_dir", type=click.Path(path_type=Path, file_okay=False),
+        default=Path("evals"), show_default=True,
+        help="Eval folder: cases/, rubrics/, answers/, recordings/.")(f)
+
+
+def _kb_option(f: Callable[..., object]) -> Callable[..., object]:
+    return click.option(
+        "--kb", "kb_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+        help="Knowledge-base folder (for the commands' checklists). Default: ./kb or shipped.")(f)
+
+
+def _filters(f: Callable[..., object]) -> Callable[..., object]:
+    f = click.option("--case", "case_ids", multiple=True, metavar="ID",
+                     help="Only this case (repeatable).")(f)
+    f = click.option("--tag", "tags", multiple=True,
+                     help="Only cases with this tag (repeatable).")(f)
+    return click.option("--command", "commands", multiple=True, metavar="NAME",
+                        help="Only cases of this command (repeatable).")(f)
+
+
+@cli.group(name="eval")
+def eval_group() -> None:
+    """Score answers against golden cases and the commands' rubrics, offline by default.
+
+    Cases live in evals/cases/*.yaml, per-command rubrics in evals/rubrics/, hand-written
+    reference and flawed answers in evals/answers/<case-id>/, recorded model answers in
+    evals/recordings/. See docs/evals.md.
+    """
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    if total < _PROGRESS_FROM:
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@eval_group.command(name="run")
+@_evals_option
+@_kb_option
+@_filters
+@click.option("--answers", type=click.Choice(["recorded", "references", "flawed"]),
+              default="recorded", show_default=True,
+              help="What to score: recorded model answers, or the hand-written references or "
+                   "flawed answers.")
+@click.option("--recordings", "recordings_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Recordings folder. Default: <evals>/recordings.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write eval-log.json, junit.xml and summary.md into this folder.")
+@click.option("--html", "with_html", is_flag=True, help="Also write report.html (needs --out).")
+@click.option("-v", "--verbose", is_flag=True, help="List every failed and unscored check.")
+def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
+                tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
+                recordings_dir: Path | None, out_dir: Path | None, with_html: bool,
+                verbose: bool) -> None:
+    """Score answers to the golden cases; exit 0 when every case reaches its threshold.
+
+    With no key and no network it scores recorded answers (a case without one is an error,
+    exit 2) or, with --answers references, the hand-written references. Checks graded by the
+    LLM judge without a recorded verdict are reported as not scored and left out of the score.
+    If $GITHUB_STEP_SUMMARY is set, the Markdown summary is appended to it.
+    """
+    from ..evals import cases as cases_mod
+    from ..evals import reports, runner
+    from ..evals.scorers import Resources
+    from ..evals.scorers.judge import JudgeStore
+
+    kb = cases_mod.load_checklists(kb_dir or default_kb())
+    suite = cases_mod.load_suite(evals_dir, kb)
+    chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
+    recordings = recordings_dir or evals_dir / "recordings"
+    source = {
+        "recorded": lambda: runner.recorded_source(recordings),
+        "references": lambda: runner.reference_source(suite),
+        "flawed": lambda: runner.flawed_source(suite),
+    }[answers]()
+    total = sum(len(suite.answers[c.id].flawed) for c in chosen) if answers == "flawed" else len(
+        chosen)
+    with Resources(judge_store=JudgeStore(recordings / "judge")) as resources, \
+            _progress(total, "scoring") as progress:
+        result = runner.run(suite, chosen, source, answers=answers, resources=resources,
+                            progress=progress)
+    click.echo(reports.terminal_table(result, verbose=verbose))
+    if out_dir is not None:
+        for path in reports.write_reports(result, out_dir, with_html=with_html):
+            click.echo(f"wrote {path}")
+    elif with_html:
+        click.echo("note: --html needs --out DIR; no report written", err=True)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(reports.markdown_summary(result))
+    if not result.passed:
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+@eval_group.command(name="score")
+@_evals_option
+@_kb_option
+@click.option("--command", "command", required=True, metavar="NAME",
+              help="Grade by this command's rubric.")
+@click.option("--answer", "answer_file", required=True,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="A Markdown file with the answer text.")
+@click.option("--dialect", type=click.Choice(["postgres", "snowflake", "bigquery", "duckdb"]),
+              default=None, help="SQL dialect of the answer. Default: the one the answer names.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
+              help="Pass when the weighted mean of the scored checks reaches this.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict and every check as JSON.")
+def score_command(evals_dir: Path, kb_dir: Path | None, command: str, answer_file: Path,
+                  dialect: str | None, threshold: float, as_json: bool) -> None:
+    """Grade any answer by a command's rubric (the checklist of kb/commands.yaml, made checkable).
+
+    Exit 0 when it reaches the threshold, 1 when not.
+    """
+    from .. import frontmatter
+    from ..errors import InputError, Problem
+    from ..evals import cases as cases_mod
+    from ..evals.answers import Answer
+    from ..evals.scorers import Resources
+    from ..evals.scorers.judge import JudgeStore
+    from ..evals.scoring import score_with_rubric
+    from ..schema_errors import suggest
+
+    kb = cases_mod.load_checklists(kb_dir or default_kb())
+    names = [c.name for c in kb.commands]
+    if command not in names:
+        raise InputError([Problem(f"unknown command '{command}'{suggest(command, names)}; one of "
+                                  f"{', '.join(names)}", field="--command")])
+    rubric = cases_mod.load_rubric(evals_dir, kb, command)
+    try:
+        text = answer_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(f"not UTF-8 text: {err}", file=str(answer_file))]) from err
+    _, body, body_line = frontmatter.split(text)
+    answer = Answer("\n" * (body_line - 1) + body, "file", answer_file.as_posix())
+    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources:
+        result = score_with_rubric(rubric, answer, dialect=dialect, threshold=threshold,
+                                   resources=resources)
+    if as_json:
+        data = result.to_json()
+        data.pop("case_id")
+        click.echo(json.dumps(data, indent=1, ensure_ascii=False))
+    else:
+        for check in result.checks:
+            click.echo(f"{check.status:10} {check.id}: {check.explanation}")
+        score = "n/a" if result.score is None else f"{result.score:.2f}"
+        click.echo(f"{result.status}: score {score}, threshold {threshold:.2f}; "
+                   f"{len(result.not_scored)} check(s) not scored")
+    if result.status != "pass":
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+@eval_group.command(name="calibrate")
+@_evals_option
+@_kb_option
+@_filters
+@click.option("--json", "as_json", is_flag=True, help="Print the agreement table as JSON.")
+def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
+                      tags: tuple[str, ...], commands: tuple[str, ...], as_json: bool) -> None:
+    """Run every check on the labelled answers and report agreement per scorer.
+
+    A reference must pass every check and its case; a flawed answer must fail exactly the
+    checks its label names, and its case. Exit 0 on full agreement, 1 otherwise.
+    """
+    from ..evals import cases as cases_mod
+    from ..evals import reports, runner
+    from ..evals.scorers import Resources
+    from ..evals.scorers.judge import JudgeStore
+
+    kb = cases_mod.load_checklists(kb_dir or default_kb())
+    suite = cases_mod.load_suite(evals_dir, kb)
+    chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
+    total = sum(1 + len(suite.answers[c.id].flawed) for c in chosen)
+    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources, \
+            _progress(total, "calibrating") as progress:
+        cal = runner.calibrate(suite, chosen, resources=resources, progress=progress)
+    if as_json:
+        click.echo(json.dumps(cal.to_json(), indent=1, ensure_ascii=False))
+    else:
+        click.echo(reports.calibration_table(cal))
+        for line in cal.disagreements:
+            click.echo(f"disagree: {line}")
+        verdict = "full agreement" if cal.full_agreement else (
+            f"{len(cal.disagreements)} disagreement(s)")
+        click.echo(f"{verdict} over {cal.answers} labelled answers in {len(chosen)} cases")
+    if not cal.full_agreement:
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+@eval_group.command(name="scorers")
+@click.argument("name", required=False)
+def scorers_command(name: str | None) -> None:
+    """List the scorers (or show NAME's documentation, with a passing and a failing example)."""
+    from ..errors import InputError, Problem
+    from ..evals.scorers import REGISTRY, arg_names, load_all
+    from ..schema_errors import suggest
+
+    load_all()
+    if name is not None:
+        if name not in REGISTRY:
+            raise InputError([Problem(f"unknown scorer '{name}'{suggest(name, REGISTRY)}")])
+        info = REGISTRY[name]
+        click.echo(f"{info.name} (v{info.version}, {info.family}); args: "
+                   f"{', '.join(arg_names(name)) or 'none'}\n\n{info.doc}")
+        return
+    for info in sorted(REGISTRY.values(), key=lambda i: (i.family, i.name)):
+        first = info.doc.splitlines()[0] if info.doc else ""
+        click.echo(f"{info.name:20} {info.family:10} {first}")

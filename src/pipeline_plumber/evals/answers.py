@@ -1,0 +1,189 @@
+"""Answers to grade: their text, where they came from, and the code blocks inside them.
+
+An answer is text plus provenance. The hand-written ones live under `evals/answers/<case-id>/`
+and must say so in front matter on their first lines; the loader refuses a file without it::
+
+    ---
+    provenance: hand-written reference
+    ---
+
+    ---
+    provenance: hand-written flawed
+    reason: The load is a plain INSERT, so a re-run duplicates every order.
+    fails: [upsert, rerun-keeps-one-row]
+    ---
+
+`fails` names the checks (case check ids, or `<checklist-item>/<scorer>` for rubric checks) the
+flaw must trip; every other check is expected to pass. `plumber eval calibrate` holds the
+scorers to these labels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from markdown_it import MarkdownIt
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from .. import frontmatter
+from ..errors import InputError, Problem
+from ..schema_errors import field_names, schema_problems
+from ..yamlsource import SourceDoc, parse_yaml
+
+Provenance = Literal["reference", "flawed", "recorded", "live", "file"]
+"""reference/flawed: hand-written files; recorded: replayed from evals/recordings; live: a model
+call made during this run (issue #6); file: any text given to `plumber eval score`."""
+
+SQL_FENCES = {"sql", "postgresql", "postgres", "psql", "plpgsql", "snowflake", "bigquery",
+              "duckdb", "googlesql", "pgsql"}
+PYTHON_FENCES = {"python", "py", "python3"}
+
+_markdown = MarkdownIt("commonmark")
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block: its language (first word of the info string), code and first line."""
+
+    index: int  # 1-based position among blocks of the same kind, for explanations
+    language: str
+    code: str
+    line: int  # line of the opening fence in the answer text (1-based)
+    end: int = 0  # line after the closing fence (1-based, exclusive)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Text to grade and where it came from. `label` holds a hand-written answer's front matter."""
+
+    text: str
+    provenance: Provenance
+    source: str = ""
+    label: AnswerLabel | None = None
+    meta: dict[str, str] = field(default_factory=dict, compare=False)
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @cached_property
+    def code_blocks(self) -> tuple[CodeBlock, ...]:
+        return fenced_blocks(self.text)
+
+    @cached_property
+    def sql_blocks(self) -> tuple[CodeBlock, ...]:
+        return _numbered(b for b in self.code_blocks if b.language in SQL_FENCES)
+
+    @cached_property
+    def python_blocks(self) -> tuple[CodeBlock, ...]:
+        return _numbered(b for b in self.code_blocks if b.language in PYTHON_FENCES)
+
+    @cached_property
+    def prose(self) -> str:
+        """The text outside code blocks."""
+        lines = self.text.splitlines()
+        for block in self.code_blocks:
+            for i in range(block.line - 1, min(block.end - 1, len(lines))):
+                lines[i] = ""
+        return "\n".join(lines)
+
+
+def _numbered(blocks: Iterable[CodeBlock]) -> tuple[CodeBlock, ...]:
+    out = []
+    for i, block in enumerate(blocks, start=1):
+        out.append(CodeBlock(i, block.language, block.code, block.line, block.end))
+    return tuple(out)
+
+
+def fenced_blocks(text: str) -> tuple[CodeBlock, ...]:
+    """Every fenced code block of a Markdown text, in order (markdown-it-py, CommonMark)."""
+    blocks: list[CodeBlock] = []
+    for token in _markdown.parse(text):
+        if token.type == "fence" and token.map is not None:
+            language = token.info.strip().split(maxsplit=1)[0].lower() if token.info.strip() else ""
+            first, after = token.map
+            blocks.append(CodeBlock(len(blocks) + 1, language, token.content, first + 1, after + 1))
+    return tuple(blocks)
+
+
+# --- labelled answer files ----------------------------------------------------------------------
+
+CheckId = Annotated[str, StringConstraints(min_length=1)]
+
+
+class AnswerLabel(BaseModel):
+    """Front matter of a hand-written answer file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provenance: Literal["hand-written reference", "hand-written flawed"] = Field(
+        description="Says the answer was written by hand, and whether it is the reference or a "
+        "deliberately flawed answer."
+    )
+    reason: str | None = Field(
+        default=None, min_length=1,
+        description="Flawed answers only: what is wrong, as a reviewer would say it.",
+    )
+    fails: list[CheckId] = Field(
+        default_factory=list,
+        description="Flawed answers only: ids of the checks the flaw must fail.",
+    )
+
+
+_LABEL_HINT = ("an answer file starts with front matter: '---', "
+               "'provenance: hand-written reference' (or 'hand-written flawed' with 'reason' and "
+               "'fails'), '---'")
+
+
+def load_answer_file(path: Path, display: str | None = None) -> Answer:
+    """Read a hand-written answer; refuse it unless it is labelled as hand-written."""
+    name = display or path.as_posix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError([Problem(f"cannot read: {err}", file=name)]) from err
+    if not text.startswith("---\n") or "\n---\n" not in text[3:]:
+        raise InputError([Problem(f"missing label; {_LABEL_HINT}", file=name, line=1,
+                                  field="provenance")])
+    _, body, body_line = frontmatter.split(text)
+    raw = text[4 : text.index("\n---\n", 3) + 1]
+    doc = parse_yaml(raw, name)
+    doc = SourceDoc(doc.file, doc.data, {k: v + 1 for k, v in doc.lines.items()})
+    if not isinstance(doc.data, dict):
+        raise InputError([Problem(f"front matter must be a mapping; {_LABEL_HINT}", file=name,
+                                  line=2, field="provenance")])
+    try:
+        label = AnswerLabel.model_validate(doc.data)
+    except ValidationError as err:
+        raise InputError(schema_problems(err, doc, field_names([AnswerLabel]))) from err
+    flawed = label.provenance == "hand-written flawed"
+    problems = []
+    if flawed and (not label.reason or not label.fails):
+        problems.append(Problem("a flawed answer states its 'reason' and the checks it 'fails'",
+                                file=name, line=doc.line_of(("provenance",)), field="reason"))
+    if not flawed and (label.reason or label.fails):
+        problems.append(Problem("only a flawed answer has 'reason' and 'fails'", file=name,
+                                line=doc.line_of(("reason",)) or doc.line_of(("fails",)),
+                                field="reason" if label.reason else "fails"))
+    if problems:
+        raise InputError(problems)
+    # Keep line numbers of the body true to the file: pad with the front matter's lines.
+    padded = "\n" * (body_line - 1) + body
+    return Answer(padded, "flawed" if flawed else "reference", name, label)
+
+
+_DIALECT_WORDS = {
+    "postgres": re.compile(r"\b(postgres(ql)?|psql|pg_\w+)\b", re.I),
+    "snowflake": re.compile(r"\bsnowflake\b", re.I),
+    "bigquery": re.compile(r"\bbig\s?query\b", re.I),
+    "duckdb": re.compile(r"\bduckdb\b", re.I),
+}
+
+
+def guess_dialect(text: str) -> str | None:
+    """The SQL dialect a text names most often (fence languages count too), or None."""
+    counts = {name: len(pattern.findall(text)) for name, pattern in _DIALECT_WORDS.items()}
+    best = max(counts, key=lambda name: counts[name])
+    return best if counts[best] else None

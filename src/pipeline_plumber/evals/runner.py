@@ -1,0 +1,274 @@
+"""Run cases against an answer source; calibrate scorers against the labelled answers.
+
+An answer source is any `(case) -> list[Answer]`: the hand-written references or flawed
+answers, recordings replayed from disk, or (issue #6) a live model. The runner gathers every
+answer first, so a missing recording fails the run before anything is scored.
+
+Recorded answer, one JSON file per model reply,
+`evals/recordings/answers/<case-id>/<key>.json`::
+
+    {"format": "pipeline-plumber/recording", "version": 1,
+     "key": "<sha256 of the canonical Messages API request and the repeat index>",
+     "case_id": "schema-events-postgres",
+     "prompt_sha256": "<Case.prompt_digest: sha256 of the case's command and prompt>",
+     "repeat": 0,
+     "model": "<model id>",
+     "request": {<the Messages API request, without any key>},
+     "response": {"text": "<the answer>", "stop_reason": "end_turn", "usage": {...}},
+     "recorded_at": "2026-01-31T12:00:00Z"}
+
+A recording whose `prompt_sha256` no longer matches its case is stale and ignored; an
+unreadable file is a miss, never a crash. Changing a case's checks or a rubric keeps the
+recordings valid: re-scoring needs no new model call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import InputError, Problem
+from .answers import Answer
+from .cases import Case, Suite
+from .scorers import REGISTRY, Resources
+from .scorers.judge import JUDGE_MODEL
+from .scoring import CaseResult, score_case
+
+RECORDING_FORMAT = "pipeline-plumber/recording"
+RECORDING_VERSION = 1
+LOG_FORMAT = "pipeline-plumber/eval-log"
+LOG_VERSION = 1
+
+AnswerSource = Callable[[Case], list[Answer]]
+
+
+def reference_source(suite: Suite) -> AnswerSource:
+    return lambda case: [suite.answers[case.id].reference]
+
+
+def flawed_source(suite: Suite) -> AnswerSource:
+    return lambda case: list(suite.answers[case.id].flawed)
+
+
+def read_recording(path: Path) -> dict[str, Any] | None:
+    """A recording's JSON, or None when the file is unreadable or not a recording we know."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
+        return None
+    if data.get("version") != RECORDING_VERSION:
+        return None
+    response = data.get("response")
+    if not isinstance(response, dict) or not isinstance(response.get("text"), str):
+        return None
+    return data
+
+
+def recorded_source(folder: Path) -> AnswerSource:
+    """Answers replayed from `folder/answers/<case-id>/*.json`, in repeat order."""
+
+    def answers(case: Case) -> list[Answer]:
+        found = []
+        for path in sorted((folder / "answers" / case.id).glob("*.json")):
+            data = read_recording(path)
+            if data is None or data.get("case_id") != case.id:
+                continue
+            if data.get("prompt_sha256") != case.prompt_digest:
+                continue  # stale: the case's prompt changed since it was recorded
+            meta = {"model": str(data.get("model", "")), "repeat": str(data.get("repeat", 0)),
+                    "key": str(data.get("key", ""))}
+            found.append((int(data.get("repeat") or 0), path.as_posix(),
+                          Answer(data["response"]["text"], "recorded", path.as_posix(),
+                                 meta=meta)))
+        return [answer for _, _, answer in sorted(found, key=lambda item: item[:2])]
+
+    return answers
+
+
+def write_recording(folder: Path, case: Case, *, key: str, repeat: int, model: str,
+                    request: dict[str, Any], response: dict[str, Any]) -> Path:
+    """Write one recording atomically (the live runner's side of the format)."""
+    path = folder / "answers" / case.id / f"{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"format": RECORDING_FORMAT, "version": RECORDING_VERSION, "key": key,
+              "case_id": case.id, "prompt_sha256": case.prompt_digest, "repeat": repeat,
+              "model": model, "request": request, "response": response,
+              "recorded_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+class RecordingMissing(InputError):
+    """Cases with no usable recording: exit 2, with the list, before anything is scored."""
+
+
+@dataclass
+class RunResult:
+    spec: dict[str, Any]
+    results: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(r.status == "pass" for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        out = {"pass": 0, "fail": 0, "not-scored": 0}
+        for result in self.results:
+            out[result.status] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        checks = [c for r in self.results for c in r.checks]
+        return {
+            "format": LOG_FORMAT,
+            "version": LOG_VERSION,
+            "spec": self.spec,
+            "summary": {
+                "cases": self.counts(),
+                "checks": {s: sum(c.status == s for c in checks)
+                           for s in ("pass", "fail", "not-scored")},
+                "passed": self.passed,
+            },
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+def run_spec(suite: Suite, cases: tuple[Case, ...], answers: str) -> dict[str, Any]:
+    """What a run depends on, so any report can be reproduced."""
+    used = {c.scorer for case in cases for c in suite.checks_for(case)}
+    commands = {case.command for case in cases if case.command}
+    return {
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "plumber_version": __version__,
+        "answers": answers,
+        "kb_digest": suite.kb_digest,
+        "cases": {case.id: case.digest for case in cases},
+        "rubrics": {name: suite.rubrics[name].digest for name in sorted(commands)
+                    if name in suite.rubrics},
+        "scorers": {name: REGISTRY[name].version for name in sorted(used)},
+        "judge_model": JUDGE_MODEL,
+    }
+
+
+def run(suite: Suite, cases: tuple[Case, ...], source: AnswerSource, *, answers: str,
+        resources: Resources, progress: Callable[[int], None] | None = None) -> RunResult:
+    """Score every answer `source` gives for `cases`. Raises RecordingMissing before scoring if
+    any case has no answer."""
+    gathered = [(case, source(case)) for case in cases]
+    missing = [case for case, found in gathered if not found]
+    if missing:
+        raise RecordingMissing([
+            Problem(f"no recorded answer for case '{case.id}' (or only stale ones); record it "
+                    "with a live run, or score the hand-written references with "
+                    "--answers references", file=case.file, line=case.line, field="id")
+            for case in missing])
+    result = RunResult(run_spec(suite, cases, answers))
+    for case, found in gathered:
+        for answer in found:
+            result.results.append(score_case(case, answer, suite.rubric_for(case),
+                                             resources=resources))
+            if progress:
+                progress(1)
+    return result
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """Agreement with the labels: true/false passes and fails, and what was not scored."""
+
+    true_pass: int = 0
+    false_pass: int = 0
+    true_fail: int = 0
+    false_fail: int = 0
+    not_scored: int = 0
+
+    def add(self, expected_pass: bool, status: str) -> bool:
+        """Count one verdict; True when it agrees with the label (or was not scored)."""
+        if status == "not-scored":
+            self.not_scored += 1
+            return True
+        got = status == "pass"
+        if expected_pass and got:
+            self.true_pass += 1
+        elif expected_pass:
+            self.false_fail += 1
+        elif got:
+            self.false_pass += 1
+        else:
+            self.true_fail += 1
+        return got == expected_pass
+
+    @property
+    def scored(self) -> int:
+        return self.true_pass + self.false_pass + self.true_fail + self.false_fail
+
+    @property
+    def agreement(self) -> float | None:
+        return (self.true_pass + self.true_fail) / self.scored if self.scored else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"true_pass": self.true_pass, "false_pass": self.false_pass,
+                "true_fail": self.true_fail, "false_fail": self.false_fail,
+                "not_scored": self.not_scored, "agreement": self.agreement}
+
+
+@dataclass
+class Calibration:
+    scorers: dict[str, Tally] = field(default_factory=dict)
+    cases: Tally = field(default_factory=Tally)
+    disagreements: list[str] = field(default_factory=list)
+    answers: int = 0
+
+    @property
+    def full_agreement(self) -> bool:
+        return not self.disagreements
+
+    def to_json(self) -> dict[str, Any]:
+        return {"answers": self.answers, "full_agreement": self.full_agreement,
+                "cases": self.cases.to_json(),
+                "scorers": {n: t.to_json() for n, t in sorted(self.scorers.items())},
+                "disagreements": self.disagreements}
+
+
+def calibrate(suite: Suite, cases: tuple[Case, ...], *, resources: Resources,
+              progress: Callable[[int], None] | None = None) -> Calibration:
+    """Run every check on every labelled answer and compare with the labels: a reference passes
+    every check and its case; a flawed answer fails exactly the checks in its `fails` and fails
+    its case."""
+    out = Calibration()
+    for case in cases:
+        pair = suite.answers[case.id]
+        for answer in (pair.reference, *pair.flawed):
+            out.answers += 1
+            result = score_case(case, answer, suite.rubric_for(case), resources=resources)
+            fails = set(answer.label.fails) if answer.label else set()
+            for check in result.checks:
+                tally = out.scorers.setdefault(check.scorer, Tally())
+                expected_pass = check.id not in fails
+                if not tally.add(expected_pass, check.status):
+                    want = "pass" if expected_pass else "fail"
+                    out.disagreements.append(
+                        f"{answer.source}: check {check.id} ({check.scorer}) should {want} but "
+                        f"got {check.status}: {check.explanation}")
+            expected_case = answer.provenance == "reference"
+            if not out.cases.add(expected_case, result.status):
+                want = "pass" if expected_case else "fail"
+                score = "n/a" if result.score is None else f"{result.score:.2f}"
+                out.disagreements.append(
+                    f"{answer.source}: case {case.id} should {want} but got {result.status} "
+                    f"(score {score}, threshold {result.threshold:.2f})")
+            if progress:
+                progress(1)
+    return out

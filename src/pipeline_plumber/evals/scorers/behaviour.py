@@ -1,0 +1,311 @@
+"""Behaviour: run the answer's SQL in a sandbox and probe what the schema does.
+
+The answer's SQL blocks are split into statements (sqlglot's tokenizer, so semicolons inside
+strings and dollar quotes are safe). DDL (CREATE, ALTER, COMMENT, DROP) runs first, in order;
+DML (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, and WITH ... INSERT) is kept as the answer's load,
+which a probe runs with `run: answer-dml`. Queries, EXPLAIN, GRANT and transaction control are
+not run. Then every probe runs from that state, undone afterwards.
+
+Sandboxes:
+- duckdb: an in-memory database per probe with external access disabled (no files, no network,
+  no extensions) and the configuration locked, so an answer cannot turn it back on.
+- postgres: a throwaway cluster started once per run (`pgcluster.throwaway_cluster`), a fresh
+  database per answer, each probe in a transaction rolled back at its end, and a statement
+  timeout.
+
+A step that expects an error passes only when the database rejects the data (an integrity or
+data error: NOT NULL, CHECK, UNIQUE, a foreign key, a bad value). A missing table or column is
+the probe failing to run, reported as such, never as a rejection.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..answers import Answer
+from . import Context, Score, ScoreFn, scorer
+
+STATEMENT_TIMEOUT_S = 5
+DUCKDB_CONFIG = {
+    "enable_external_access": False,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "threads": 1,
+    "lock_configuration": True,
+}
+"""The DuckDB sandbox: nothing outside the process is reachable, and it cannot be undone."""
+
+
+class Step(BaseModel):
+    """One step of a probe: a statement of the probe's own, or the answer's load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sql: str | None = Field(default=None, description="A statement to run.")
+    run: Literal["answer-dml"] | None = Field(
+        default=None, description="`answer-dml`: run the answer's INSERT/UPDATE/MERGE statements."
+    )
+    expect: Literal["ok", "error"] | list[list[Any]] = Field(
+        default="ok",
+        description="`ok`, `error` (the database must reject it), or the rows a query returns.",
+    )
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Step:
+        if (self.sql is None) == (self.run is None):
+            raise ValueError("a step has exactly one of 'sql' and 'run'")
+        if self.run is not None and self.expect not in ("ok", "error"):
+            raise ValueError("'run: answer-dml' expects ok or error, not rows")
+        return self
+
+
+class Probe(BaseModel):
+    """A named behaviour the schema must show, e.g. 'a NULL user_id is rejected'."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="What the probe shows, in plain words.")
+    steps: list[Step] = Field(min_length=1)
+
+
+# --- splitting the answer ------------------------------------------------------------------------
+
+StatementKind = Literal["ddl", "dml", "other"]
+_DDL = {"CREATE", "ALTER", "COMMENT", "DROP"}
+_DML = {"INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    kind: StatementKind
+    where: str  # "SQL block 2 (line 14), statement 3"
+
+
+def split_statements(code: str, dialect: str) -> list[tuple[str, StatementKind]]:
+    """Raw text and kind of each statement in `code` (comments and semicolons handled by the
+    dialect's tokenizer). Raises sqlglot's TokenError on text that cannot be tokenized."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokenizer_core import TokenType
+
+    tokens = Dialect.get_or_raise(dialect).tokenize(code)
+    out: list[tuple[str, StatementKind]] = []
+    current: list[Any] = []
+    for token in [*tokens, None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if current:
+                words = {t.text.upper() for t in current}
+                first = current[0].text.upper()
+                kind: StatementKind = "other"
+                if first in _DDL:
+                    kind = "ddl"
+                elif first in _DML or (first == "WITH" and words & _DML):
+                    kind = "dml"
+                out.append((code[current[0].start : current[-1].end + 1], kind))
+            current = []
+        else:
+            current.append(token)
+    return out
+
+
+def answer_statements(answer: Answer, dialect: str) -> list[Statement]:
+    key = ("statements", dialect)
+    cached = answer.cache.get(key)
+    if cached is None:
+        cached = []
+        for block in answer.sql_blocks:
+            for i, (sql, kind) in enumerate(split_statements(block.code, dialect), start=1):
+                where = f"SQL block {block.index} (line {block.line}), statement {i}"
+                cached.append(Statement(sql, kind, where))
+        answer.cache[key] = cached
+    return cached
+
+
+# --- engines --------------------------------------------------------------------------------------
+
+
+class Rejected(Exception):
+    """The database refused the data (an integrity or data error): what an `error` step wants."""
+
+
+class Broken(Exception):
+    """The statement could not run for another reason (missing table, syntax, timeout)."""
+
+
+class Session:
+    """Runs statements and sorts their failures into Rejected and Broken."""
+
+    def __init__(self, execute: Callable[[str], list[tuple[Any, ...]] | None],
+                 guard: Callable[..., Any]) -> None:
+        self.execute = execute
+        self.guard = guard  # context manager: a transaction (postgres) that undoes a failed step
+
+
+@contextmanager
+def duckdb_session() -> Iterator[Session]:
+    import duckdb
+
+    con = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
+
+    def execute(sql: str) -> list[tuple[Any, ...]] | None:
+        timer = threading.Timer(STATEMENT_TIMEOUT_S, con.interrupt)
+        timer.start()
+        try:
+            cursor = con.execute(sql)
+            return cursor.fetchall() if cursor.description else None
+        except (duckdb.IntegrityError, duckdb.DataError) as err:
+            raise Rejected(_first_line(err)) from err
+        except duckdb.Error as err:
+            raise Broken(_first_line(err)) from err
+        finally:
+            timer.cancel()
+
+    try:
+        yield Session(execute, _no_guard)
+    finally:
+        con.close()
+
+
+@contextmanager
+def _no_guard() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def postgres_session(dsn: str) -> Iterator[Session]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True,
+                         options=f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}") as conn:
+
+        def execute(sql: str) -> list[tuple[Any, ...]] | None:
+            try:
+                cursor = conn.execute(sql.encode())  # bytes: no parameter placeholders
+                return cursor.fetchall() if cursor.description else None
+            except (psycopg.IntegrityError, psycopg.DataError) as err:
+                raise Rejected(_first_line(err)) from err
+            except psycopg.Error as err:
+                raise Broken(_first_line(err)) from err
+
+        yield Session(execute, conn.transaction)
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _normal(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def _run_probe(session: Session, probe: Probe, dml: list[Statement]) -> str | None:
+    """None when the probe shows the behaviour, else what went wrong."""
+    for number, step in enumerate(probe.steps, start=1):
+        label = "the answer's load" if step.run else f"step {number}"
+        statements = [s.sql for s in dml] if step.run else [step.sql or ""]
+        if step.run and not dml:
+            return "the answer has no INSERT, UPDATE or MERGE to run"
+        try:
+            with session.guard():
+                rows = None
+                for sql in statements:
+                    rows = session.execute(sql)
+        except Rejected as err:
+            if step.expect == "error":
+                continue
+            return f"{label} was rejected: {err}"
+        except Broken as err:
+            return f"{label} could not run: {err}"
+        if step.expect == "error":
+            return f"{label} succeeded; the database should have rejected it"
+        if isinstance(step.expect, list):
+            got = [[_normal(v) for v in row] for row in rows or []]
+            want = [[_normal(v) for v in row] for row in step.expect]
+            if got != want:
+                return f"{label} returned {got}, expected {want}"
+    return None
+
+
+def _apply_ddl(session: Session, ddl: list[Statement], engine: str) -> str | None:
+    for statement in ddl:
+        try:
+            session.execute(statement.sql)
+        except (Rejected, Broken) as err:
+            return f"{statement.where} fails on {engine}: {err}"
+    return None
+
+
+@scorer("sql_behaves")
+def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None
+                ) -> ScoreFn:
+    """Run the answer's DDL in a sandbox, then each probe; the score is the share that behave.
+
+    Passes: probe `{name: a NULL user_id is rejected, steps: [{sql: "INSERT INTO events
+            (event_id, user_id) VALUES (1, NULL)", expect: error}]}` on
+            `CREATE TABLE events (event_id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL)`.
+    Fails:  the same on `user_id BIGINT` with "probe 'a NULL user_id is rejected': step 1
+            succeeded; the database should have rejected it".
+    """
+
+    def score(answer: Answer, ctx: Context) -> Score:
+        name = engine or ctx.dialect or ""
+        if name not in ("duckdb", "postgres"):
+            return Score.fail(f"no sandbox runs {name or 'an unnamed dialect'}; set engine")
+        from sqlglot.errors import TokenError
+
+        try:
+            statements = answer_statements(answer, name)
+        except TokenError as err:
+            return Score.fail(f"the answer's SQL cannot be split into statements: {err}")
+        ddl = [s for s in statements if s.kind == "ddl"]
+        dml = [s for s in statements if s.kind == "dml"]
+        if not ddl:
+            return Score.fail(f"the answer has no DDL to run on {name}")
+        failures: list[str] = []
+        if name == "duckdb":
+            for probe in probes:
+                with duckdb_session() as session:
+                    problem = _apply_ddl(session, ddl, name)
+                    if problem:
+                        return Score.fail(problem)
+                    failure = _run_probe(session, probe, dml)
+                if failure:
+                    failures.append(f"probe '{probe.name}': {failure}")
+        else:
+            with ctx.resources.postgres_database() as dsn, postgres_session(dsn) as session:
+                problem = _apply_ddl(session, ddl, name)
+                if problem:
+                    return Score.fail(problem)
+                for probe in probes:
+                    with _rolled_back(session):
+                        failure = _run_probe(session, probe, dml)
+                    if failure:
+                        failures.append(f"probe '{probe.name}': {failure}")
+        passed = len(probes) - len(failures)
+        value = passed / len(probes) if probes else 1.0
+        if failures:
+            return Score.fail("; ".join(failures) + f" ({passed}/{len(probes)} probes behave)",
+                              value)
+        return Score.ok(f"{len(ddl)} DDL statement(s) ran on {name}; all {len(probes)} probe(s) "
+                        "behave: " + "; ".join(p.name for p in probes))
+
+    return score
+
+
+@contextmanager
+def _rolled_back(session: Session) -> Iterator[None]:
+    """Run a probe inside a transaction that is always rolled back (postgres)."""
+    with session.guard(force_rollback=True):
+        yield
