@@ -1,0 +1,248 @@
+"""The live runner against the fake Messages API over real HTTP: counts, concurrency, retries,
+timeouts, budget, stored answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline_plumber.build import build_pack
+from pipeline_plumber.errors import InputError
+from pipeline_plumber.fake_api import FakeMessagesAPI, Fault
+from pipeline_plumber.live.prices import load_prices
+from pipeline_plumber.live.request import (
+    CaseInput,
+    LiveConfig,
+    PackPrompts,
+    build_request,
+    expand_arguments,
+    plan_items,
+    request_key,
+)
+from pipeline_plumber.live.runner import ReplayMiss, RunOptions, Stores, execute
+from pipeline_plumber.live.store import AnswerStore, RunFolder
+from pipeline_plumber.paths import package_data
+
+KEY = "sk-ant-test-runner-key-0000"
+MODEL = "claude-sonnet-5"
+
+
+@pytest.fixture(scope="module")
+def prompts() -> PackPrompts:
+    pack = build_pack(package_data("kb"), package_data("templates"), plugin=False)
+    return PackPrompts.from_files(pack.files, pack.kb.agent.name)
+
+
+def cases(n: int) -> list[CaseInput]:
+    return [CaseInput(f"case-{i:03d}", "schema", f"table_{i} with id and created_at", f"sha{i}")
+            for i in range(n)]
+
+
+def run(api: FakeMessagesAPI, tmp: Path, prompts: PackPrompts, n: int = 4, *, repeats: int = 1,
+        stores: Stores | None = None, folder: RunFolder | None = None,
+        config: LiveConfig | None = None, **options: object):
+    items = plan_items(cases(n), prompts, config or LiveConfig(model=MODEL), repeats=repeats)
+    folder = folder or RunFolder(tmp / "run")
+    opts = RunOptions(**{"backoff_base": 0.01, **options})  # type: ignore[arg-type]
+    tally = execute(items, folder, options=opts, prices=load_prices(), model=MODEL,
+                    stores=stores or Stores(), api_key=KEY, base_url=api.base_url)
+    return items, folder, tally
+
+
+# --- the request, as Claude Code builds it -------------------------------------------------------
+
+
+def test_the_request_is_the_agent_body_and_the_expanded_command(prompts: PackPrompts) -> None:
+    agent = Path("agents/data-engineer.md").read_text(encoding="utf-8")
+    assert prompts.agent_body.startswith("# The Data Engineer")
+    assert prompts.agent_body in agent
+    user = prompts.user_message("schema", "orders by day")
+    assert user.startswith("#schema orders by day")
+    request = build_request(prompts.agent_body, user, LiveConfig(model=MODEL, max_tokens=99))
+    assert request["system"] == [{"type": "text", "text": prompts.agent_body,
+                                  "cache_control": {"type": "ephemeral"}}]
+    assert request["messages"] == [{"role": "user", "content": user}]
+    assert (request["model"], request["max_tokens"]) == (MODEL, 99)
+
+
+@pytest.mark.parametrize(("body", "args", "expected"), [
+    ("#x $ARGUMENTS", "a b", "#x a b"),
+    ("$0 then $1, not $2", "first 'second arg'", "first then second arg, not $2"),
+    ("no placeholder", "a", "no placeholder\n\nARGUMENTS: a"),
+    ("no placeholder", "", "no placeholder"),
+    ("$ARGUMENTS", "costs $1", "costs $1"),
+])
+def test_arguments_expand_as_claude_code_does(body: str, args: str, expected: str) -> None:
+    assert expand_arguments(body, args) == expected
+
+
+def test_the_key_covers_what_changes_the_output_and_only_that() -> None:
+    config = LiveConfig(model=MODEL)
+    base = build_request("sys", "hi", config)
+    key = request_key(base, 0)
+    assert request_key(build_request("sys", "hi", LiveConfig(model=MODEL, prompt_cache=False)),
+                       0) == key, "cache_control does not change the answer"
+    assert request_key({**base, "stream": True}, 0) == key
+    for changed in (build_request("sys2", "hi", config), build_request("sys", "ho", config),
+                    build_request("sys", "hi", LiveConfig(model="claude-haiku-4-5")),
+                    build_request("sys", "hi", LiveConfig(model=MODEL, max_tokens=5)),
+                    build_request("sys", "hi", LiveConfig(model=MODEL, params={"top_p": 0.5}))):
+        assert request_key(changed, 0) != key
+    assert request_key(base, 1) != key
+
+
+def test_params_may_not_override_what_the_run_sets() -> None:
+    with pytest.raises(InputError, match="system"):
+        LiveConfig(params={"system": "x"})
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+def test_exactly_one_request_per_item_and_n_in_flight(tmp_path: Path,
+                                                       prompts: PackPrompts) -> None:
+    with FakeMessagesAPI(latency=0.05) as api:
+        items, folder, tally = run(api, tmp_path, prompts, n=24, repeats=2, jobs=6)
+        sent = api.message_requests()
+        assert len(sent) == 48 == len(items)
+        assert api.max_in_flight == 6
+        bodies = [r.body for r in sent]
+        assert {json.dumps(b, sort_keys=True) for b in bodies} == {
+            json.dumps(dict(i.request), sort_keys=True) for i in items}
+    results = folder.results()
+    assert len(results) == 48 and all(r["status"] == "ok" for r in results.values())
+    assert tally.attempts == 48
+
+
+def test_cache_is_warmed_by_one_request_before_the_fan_out(tmp_path: Path,
+                                                            prompts: PackPrompts) -> None:
+    with FakeMessagesAPI(latency=0.1) as api:
+        _, folder, _ = run(api, tmp_path, prompts, n=9, jobs=8)
+        sent = api.message_requests()
+        first, rest = sent[0], sent[1:]
+        assert all(r.timestamp >= first.timestamp + 0.1 for r in rest)
+    results = sorted(folder.results().values(), key=lambda r: r["at"])
+    assert results[0]["usage"]["cache_write_5m"] > 0
+    assert all(r["usage"]["cache_read"] > 0 and r["usage"]["cache_write_5m"] == 0
+               for r in results[1:])
+
+
+def test_retry_after_is_honoured_on_429_and_529(tmp_path: Path, prompts: PackPrompts) -> None:
+    with FakeMessagesAPI() as api:
+        api.inject(Fault.rate_limit(retry_after=0.6))
+        api.inject(Fault.overloaded(retry_after=0.4))
+        _, folder, tally = run(api, tmp_path, prompts, n=1, jobs=1)
+        sent = api.message_requests()
+        assert [r.status for r in sent] == [429, 529, 200]
+        assert sent[1].timestamp - sent[0].timestamp >= 0.6
+        assert sent[2].timestamp - sent[1].timestamp >= 0.4
+    assert tally.retries_throttled == 2
+    (result,) = folder.results().values()
+    assert result["status"] == "ok" and result["attempts"] == 3
+
+
+def test_a_429_pauses_every_worker(tmp_path: Path, prompts: PackPrompts) -> None:
+    with FakeMessagesAPI(latency=0.05) as api:
+        api.inject(Fault.rate_limit(retry_after=0.5))
+        run(api, tmp_path, prompts, n=12, jobs=4, warm_up=False)
+        sent = api.message_requests()
+        limited = next(r for r in sent if r.status == 429)
+        answered_at = limited.timestamp + 0.05
+        later = [r for r in sent if r.timestamp > answered_at + 0.01]
+        assert later and min(r.timestamp for r in later) >= answered_at + 0.5 - 0.02
+        assert len(sent) == 13
+
+
+@pytest.mark.parametrize("fault", [Fault.server_error(), Fault.drop(), Fault.malformed()])
+def test_transient_failures_are_retried(tmp_path: Path, prompts: PackPrompts,
+                                        fault: Fault) -> None:
+    with FakeMessagesAPI() as api:
+        api.inject(fault, times=2)
+        _, folder, _ = run(api, tmp_path, prompts, n=1, jobs=1)
+        assert len(api.message_requests()) == 3
+    (result,) = folder.results().values()
+    assert result["status"] == "ok" and result["attempts"] == 3
+
+
+def test_retries_are_bounded_and_the_error_recorded(tmp_path: Path,
+                                                    prompts: PackPrompts) -> None:
+    with FakeMessagesAPI() as api:
+        api.set_fault(Fault.server_error())
+        _, folder, tally = run(api, tmp_path, prompts, n=2, jobs=2, max_retries=2)
+        assert len(api.message_requests()) == 6
+    assert tally.errors == 2
+    assert all(r["status"] == "error" and "500" in r["error"] and r["attempts"] == 3
+               for r in folder.results().values())
+
+
+def test_a_slow_answer_times_out_and_is_retried(tmp_path: Path, prompts: PackPrompts) -> None:
+    with FakeMessagesAPI() as api:
+        api.inject(Fault.latency(1.5))
+        _, folder, _ = run(api, tmp_path, prompts, n=1, jobs=1, timeout=0.3)
+        sent = api.message_requests()
+        assert len(sent) == 2
+        assert sent[1].timestamp - sent[0].timestamp < 1.0, "gave up after the timeout"
+    (result,) = folder.results().values()
+    assert result["status"] == "ok" and result["attempts"] == 2
+
+
+def test_a_second_run_of_the_same_spec_makes_no_requests(tmp_path: Path,
+                                                         prompts: PackPrompts) -> None:
+    cache = AnswerStore(tmp_path / "cache")
+    stores = Stores(lookup=[("cache", cache)], cache=cache)
+    with FakeMessagesAPI() as api:
+        run(api, tmp_path, prompts, n=5, stores=stores, folder=RunFolder(tmp_path / "a"))
+        assert len(api.message_requests()) == 5
+        _, folder, tally = run(api, tmp_path, prompts, n=5, stores=stores,
+                               folder=RunFolder(tmp_path / "b"))
+        assert len(api.message_requests()) == 5
+    assert tally.from_store == 5 and tally.sent == 0
+    assert {r["source"] for r in folder.results().values()} == {"cache"}
+
+
+def test_replay_miss_fails_before_any_request(tmp_path: Path, prompts: PackPrompts) -> None:
+    store = AnswerStore(tmp_path / "recordings")
+    with FakeMessagesAPI() as api:
+        run(api, tmp_path, prompts, n=2, stores=Stores(record_to=store),
+            folder=RunFolder(tmp_path / "a"))
+        before = len(api.message_requests())
+        with pytest.raises(ReplayMiss) as err:
+            run(api, tmp_path, prompts, n=3, stores=Stores(lookup=[("recording", store)]),
+                folder=RunFolder(tmp_path / "b"), replay=True)
+        assert len(api.message_requests()) == before
+    assert "case-002" in str(err.value) and "case-000" not in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_replay_miss_says_what_changed(tmp_path: Path, prompts: PackPrompts) -> None:
+    store = AnswerStore(tmp_path / "recordings")
+    with FakeMessagesAPI() as api:
+        run(api, tmp_path, prompts, n=1, stores=Stores(record_to=store),
+            folder=RunFolder(tmp_path / "a"))
+        with pytest.raises(ReplayMiss, match="differ in parameters"):
+            run(api, tmp_path, prompts, n=1, stores=Stores(lookup=[("recording", store)]),
+                folder=RunFolder(tmp_path / "b"), replay=True,
+                config=LiveConfig(model=MODEL, max_tokens=7))
+
+
+def test_budget_stops_sending_and_marks_the_rest(tmp_path: Path, prompts: PackPrompts) -> None:
+    config = LiveConfig(model=MODEL, max_tokens=1000)
+    with FakeMessagesAPI() as api:
+        # worst case ~$0.033 a request (5.7k input tokens at the 1h write rate, 1k output)
+        _, folder, tally = run(api, tmp_path, prompts, n=10, jobs=1, max_usd=0.05,
+                               config=config)
+        sent = len(api.message_requests())
+    results = list(folder.results().values())
+    assert 0 < sent < 10
+    assert sum(r["status"] == "ok" for r in results) == sent
+    assert sum(r["status"] == "budget_exceeded" for r in results) == 10 - sent
+    assert tally.spent_usd <= 0.05
+
+
+def test_no_key_and_nothing_stored_is_bad_input(tmp_path: Path, prompts: PackPrompts) -> None:
+    items = plan_items(cases(1), prompts, LiveConfig(model=MODEL))
+    with pytest.raises(InputError, match="ANTHROPIC_API_KEY"):
+        execute(items, RunFolder(tmp_path / "r"), options=RunOptions(), prices=load_prices(),
+                model=MODEL, stores=Stores(), api_key=None)
