@@ -16,6 +16,10 @@ from pydantic import BaseModel, ValidationError
 from .errors import Problem
 from .yamlsource import PathKey, SourceDoc, format_path
 
+_MISSING = {"missing", "missing_keyword_argument", "missing_keyword_only_argument",
+            "missing_argument"}
+_UNKNOWN = {"extra_forbidden", "unexpected_keyword_argument"}
+
 
 def field_names(models: Iterable[type[BaseModel]]) -> set[str]:
     """Every field name of `models`: the vocabulary 'did you mean' suggests from."""
@@ -60,7 +64,7 @@ def data_path(data: Any, loc: tuple[int | str, ...], kind: str) -> PathKey:
         ):
             current = current[part]  # type: ignore[index]
             path.append(part)
-        elif last and kind in ("missing", "extra_forbidden"):
+        elif last and kind in _MISSING | _UNKNOWN:
             path.append(part)
     return tuple(path)
 
@@ -69,10 +73,10 @@ def message(error: Any, path: PathKey, known_fields: Iterable[str] = ()) -> str:
     """A short, actionable sentence for one pydantic error."""
     kind = error["type"]
     given = error.get("input")
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+    if kind in _UNKNOWN:
         key = str(path[-1]) if path else "?"
         return f"unknown key{suggest(key, known_fields)}"
-    if kind in ("missing", "missing_keyword_argument"):
+    if kind in _MISSING:
         return "required field is missing"
     if kind == "string_pattern_mismatch":
         return f"must be lowercase kebab-case (a-z, 0-9, '-'), 1 to 64 characters; got {given!r}"

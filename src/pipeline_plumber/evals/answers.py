@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from .. import frontmatter
 from ..errors import InputError, Problem
 from ..schema_errors import field_names, schema_problems
-from ..yamlsource import SourceDoc, parse_yaml
+from ..yamlsource import parse_yaml
 
 Provenance = Literal["reference", "flawed", "recorded", "live", "file"]
 """reference/flawed: hand-written files; recorded: replayed from evals/recordings; live: a model
@@ -149,8 +149,7 @@ def load_answer_file(path: Path, display: str | None = None) -> Answer:
                                   field="provenance")])
     _, body, body_line = frontmatter.split(text)
     raw = text[4 : text.index("\n---\n", 3) + 1]
-    doc = parse_yaml(raw, name)
-    doc = SourceDoc(doc.file, doc.data, {k: v + 1 for k, v in doc.lines.items()})
+    doc = parse_yaml("\n" + raw, name)  # the leading newline keeps line numbers true to the file
     if not isinstance(doc.data, dict):
         raise InputError([Problem(f"front matter must be a mapping; {_LABEL_HINT}", file=name,
                                   line=2, field="provenance")])

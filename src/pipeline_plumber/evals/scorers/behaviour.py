@@ -53,6 +53,11 @@ class Step(BaseModel):
     run: Literal["answer-dml"] | None = Field(
         default=None, description="`answer-dml`: run the answer's INSERT/UPDATE/MERGE statements."
     )
+    into: str | None = Field(
+        default=None,
+        description="With `run`: only the answer's statements that write into this table (so a "
+        "statement that empties staging before a COPY is not replayed).",
+    )
     expect: Literal["ok", "error"] | list[list[Any]] = Field(
         default="ok",
         description="`ok`, `error` (the database must reject it), or the rows a query returns.",
@@ -88,6 +93,20 @@ class Statement:
     sql: str
     kind: StatementKind
     where: str  # "SQL block 2 (line 14), statement 3"
+    dialect: str = "postgres"
+
+    @property
+    def target(self) -> str | None:
+        """The table a DML statement writes into (unqualified, lower case), if sqlglot knows."""
+        from .sql import parse_sql
+
+        parsed, _ = parse_sql(self.sql, self.dialect)
+        if not parsed:
+            return None
+        node = parsed[0].this
+        node = getattr(node, "this", node) if type(node).__name__ == "Schema" else node
+        name = getattr(node, "name", None)
+        return str(name).lower() if name else None
 
 
 def split_statements(code: str, dialect: str) -> list[tuple[str, StatementKind]]:
@@ -124,7 +143,7 @@ def answer_statements(answer: Answer, dialect: str) -> list[Statement]:
         for block in answer.sql_blocks:
             for i, (sql, kind) in enumerate(split_statements(block.code, dialect), start=1):
                 where = f"SQL block {block.index} (line {block.line}), statement {i}"
-                cached.append(Statement(sql, kind, where))
+                cached.append(Statement(sql, kind, where, dialect))
         answer.cache[key] = cached
     return cached
 
@@ -214,9 +233,12 @@ def _run_probe(session: Session, probe: Probe, dml: list[Statement]) -> str | No
     """None when the probe shows the behaviour, else what went wrong."""
     for number, step in enumerate(probe.steps, start=1):
         label = "the answer's load" if step.run else f"step {number}"
-        statements = [s.sql for s in dml] if step.run else [step.sql or ""]
-        if step.run and not dml:
-            return "the answer has no INSERT, UPDATE or MERGE to run"
+        wanted = step.into.lower().split(".")[-1] if step.into else None
+        chosen = [s for s in dml if wanted is None or s.target == wanted]
+        statements = [s.sql for s in chosen] if step.run else [step.sql or ""]
+        if step.run and not chosen:
+            into = f" into {step.into}" if step.into else ""
+            return f"the answer has no INSERT, UPDATE or MERGE{into} to run"
         try:
             with session.guard():
                 rows = None

@@ -42,7 +42,7 @@ JUDGE_SYSTEM = (
     "nothing after it, write `SCORE: N` where N is an integer from 0 (criterion not met at all) "
     "to 10 (fully met)."
 )
-_SCORE_LINE = re.compile(r"^\s*SCORE:\s*(\d+(?:\.\d+)?)\s*$", re.MULTILINE)
+_SCORE_LINE = re.compile(r"^\s*\**SCORE:\**\s*(\d+(?:\.\d+)?)\s*$")
 
 JudgeClient = Callable[[dict[str, Any]], str]
 """Sends one judge request and returns the reply text (the live runner supplies it)."""
@@ -67,11 +67,13 @@ def request_key(request: dict[str, Any], vote: int) -> str:
 
 
 def parse_verdict(text: str) -> float | None:
-    """The last `SCORE: N` line as a value in [0, 1], or None when absent or out of range."""
-    matches = _SCORE_LINE.findall(text)
-    if not matches:
+    """The verdict on the last non-empty line, `SCORE: N`, as a value in [0, 1]; None when the
+    reply does not end with one (a verdict before the reasoning does not count) or N > 10."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    match = _SCORE_LINE.match(lines[-1]) if lines else None
+    if match is None:
         return None
-    value = float(matches[-1])
+    value = float(match.group(1))
     return value / 10 if 0 <= value <= 10 else None
 
 

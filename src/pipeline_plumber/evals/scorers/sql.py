@@ -373,8 +373,8 @@ def sql_tz_aware(
 
 @scorer("sql_filter")
 def sql_filter(*, column: str, dialect: str | None = None) -> ScoreFn:
-    """Some query, update, delete or merge filters on `column` (WHERE, QUALIFY, HAVING or a
-    MERGE's ON).
+    """Some query, update or delete filters on `column` in a WHERE or HAVING clause (a join
+    condition or a window's ORDER BY is not a filter).
 
     Passes: `{column: updated_at}` on `... WHERE updated_at > :watermark`.
     Fails:  the same on a query with no predicate on updated_at, with "no filter on
@@ -389,10 +389,7 @@ def sql_filter(*, column: str, dialect: str | None = None) -> ScoreFn:
             return _no_sql(note)
         wanted = column.lower().split(".")[-1]
         for parsed, statement in statements(answer, name):
-            clauses: list[exp.Expression] = list(statement.find_all(exp.Where, exp.Qualify,
-                                                                    exp.Having))
-            clauses += [m.args["on"] for m in statement.find_all(exp.Merge) if m.args.get("on")]
-            for clause in clauses:
+            for clause in statement.find_all(exp.Where, exp.Having):
                 if any(_name(c) == wanted for c in clause.find_all(exp.Column)):
                     return Score.ok(f"{parsed.where} filters on {column}{note}")
         return Score.fail(f"no filter on {column}: every run reads the whole table{note}")

@@ -111,7 +111,7 @@ def regex(
 ) -> ScoreFn:
     """The answer matches the regular expression `pattern` (Python syntax, multi-line).
 
-    Passes: `{pattern: "retries\\s*[=:]\\s*[1-9]"}` on "default_args={'retries': 3}".
+    Passes: `{pattern: "retries'?\\s*[=:]\\s*[1-9]"}` on "default_args={'retries': 3}".
     Fails:  the same on an answer without retries, with "no match for /retries.../".
     """
     compiled = re.compile(pattern, re.MULTILINE | (0 if case_sensitive else re.IGNORECASE))

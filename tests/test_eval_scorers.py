@@ -1,0 +1,139 @@
+"""Scorer verdicts from YAML fixtures (tests/fixtures/scorers), plus what data cannot cover."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals_support import scorer_cases
+from pipeline_plumber.evals.answers import Answer
+from pipeline_plumber.evals.scorers import REGISTRY, Context, Resources, build_check, load_all
+from pipeline_plumber.evals.scorers.behaviour import DUCKDB_CONFIG, split_statements
+from pipeline_plumber.evals.scorers.judge import (
+    JudgeStore,
+    judge_request,
+    parse_verdict,
+    request_key,
+)
+
+CASES = scorer_cases()
+
+
+@pytest.fixture(scope="module")
+def resources() -> Iterator[Resources]:
+    with Resources() as shared:
+        yield shared
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['file']}:{c['id']}" for c in CASES])
+def test_scorer_fixture(case: dict[str, Any], resources: Resources, tmp_path: Path) -> None:
+    fn = build_check(case["scorer"], case.get("args", {}))
+    answer = Answer(case["answer"], "file")
+    prompt = case.get("prompt", "")
+    store = JudgeStore(tmp_path / "judge")
+    if "votes" in case:
+        request = judge_request(case["args"]["criterion"], prompt, answer.text)
+        for vote, text in enumerate(case["votes"]):
+            store.put(request_key(request, vote), vote, request, text)
+    resources.judge_store = store
+    score = fn(answer, Context(dialect=case.get("dialect"), prompt=prompt, resources=resources))
+    assert score.status == case["expect"], score.explanation
+    assert case["explanation"] in score.explanation
+    if score.status == "not-scored":
+        assert score.value is None
+    else:
+        assert score.value is not None and 0 <= score.value <= 1
+
+
+def test_every_scorer_has_fixtures_for_pass_and_fail() -> None:
+    load_all()
+    seen: dict[str, set[str]] = {}
+    for case in CASES:
+        seen.setdefault(case["scorer"], set()).add(case["expect"])
+    for name in REGISTRY:
+        assert {"pass", "fail"} <= seen.get(name, set()), f"{name} lacks a pass or fail fixture"
+
+
+def test_every_scorer_documents_a_passing_and_a_failing_example() -> None:
+    load_all()
+    for info in REGISTRY.values():
+        assert "Passes:" in info.doc and "Fails:" in info.doc, info.name
+
+
+def test_duckdb_sandbox_has_no_external_access(tmp_path: Path) -> None:
+    import duckdb
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n", encoding="utf-8")
+    con = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
+    for statement in (
+        f"SELECT * FROM read_csv('{secret}')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        f"COPY (SELECT 1 AS a) TO '{tmp_path / 'out.csv'}'",
+        f"ATTACH '{tmp_path / 'other.db'}'",
+        "INSTALL httpfs",
+    ):
+        with pytest.raises(duckdb.Error):
+            con.execute(statement)
+    with pytest.raises(duckdb.Error):
+        con.execute("SET enable_external_access = true")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_behaviour_does_not_run_copy_from_answers() -> None:
+    fn = build_check("sql_behaves", {"engine": "duckdb", "probes": [
+        {"name": "table exists", "steps": [{"sql": "SELECT count(*) FROM t", "expect": [[0]]}]}]})
+    answer = Answer("```sql\nCREATE TABLE t (a INT PRIMARY KEY);\n"
+                    "COPY t FROM '/etc/passwd';\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb"))
+    assert score.status == "pass", score.explanation
+
+
+def test_split_statements_respects_strings_and_dollar_quotes() -> None:
+    code = ("CREATE TABLE t (a text DEFAULT 'x;y');\n-- a comment; with a semicolon\n"
+            "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n"
+            "INSERT INTO t VALUES ('a;b');\nSELECT 1")
+    parts = split_statements(code, "postgres")
+    assert [kind for _, kind in parts] == ["ddl", "ddl", "dml", "other"]
+    assert parts[0][0] == "CREATE TABLE t (a text DEFAULT 'x;y')"
+    assert parts[2][0] == "INSERT INTO t VALUES ('a;b')"
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("reasoning\nSCORE: 7", 0.7),
+    ("SCORE: 2\nmore\nSCORE: 10", 1.0),
+    ("SCORE: 11", None),
+    ("score 7", None),
+])
+def test_parse_verdict(text: str, value: float | None) -> None:
+    assert parse_verdict(text) == value
+
+
+def test_judge_request_is_pure_and_keys_cover_the_vote() -> None:
+    a = judge_request("criterion", "prompt", "answer")
+    assert a == judge_request("criterion", "prompt", "answer")
+    assert request_key(a, 0) != request_key(a, 1)
+    assert request_key(a, 0) != request_key(judge_request("criterion", "prompt", "answer!"), 0)
+    assert "x-api-key" not in str(a).lower()
+
+
+def test_judge_store_miss_on_corrupt_file(tmp_path: Path) -> None:
+    store = JudgeStore(tmp_path)
+    (tmp_path / "abc.json").write_text("{not json", encoding="utf-8")
+    assert store.get("abc") is None
+    assert store.get("missing") is None
+
+
+def test_a_scorer_that_raises_is_a_failed_check() -> None:
+    from pipeline_plumber.evals.cases import Check
+    from pipeline_plumber.evals.scoring import run_check
+
+    def broken(answer: Answer, ctx: Context) -> Any:
+        raise RuntimeError("boom")
+
+    result = run_check(Check("x", "contains", {}, 1.0, "case", broken), Answer("", "file"),
+                       Context())
+    assert result.status == "fail" and "RuntimeError: boom" in result.explanation
