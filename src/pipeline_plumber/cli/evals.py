@@ -12,12 +12,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import EXIT_CHECK_FAILED
 from ..paths import default_kb
 from . import cli
+from .live import add_compare, live_options, run_live_command, wanted
 
 _PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
 
@@ -77,17 +79,26 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
               help="Write eval-log.json, junit.xml and summary.md into this folder.")
 @click.option("--html", "with_html", is_flag=True, help="Also write report.html (needs --out).")
 @click.option("-v", "--verbose", is_flag=True, help="List every failed and unscored check.")
+@live_options
 def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
                 tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
                 recordings_dir: Path | None, out_dir: Path | None, with_html: bool,
-                verbose: bool) -> None:
+                verbose: bool, **live: Any) -> None:
     """Score answers to the golden cases; exit 0 when every case reaches its threshold.
 
     With no key and no network it scores recorded answers (a case without one is an error,
     exit 2) or, with --answers references, the hand-written references. Checks graded by the
     LLM judge without a recorded verdict are reported as not scored and left out of the score.
     If $GITHUB_STEP_SUMMARY is set, the Markdown summary is appended to it.
+
+    With --live (or --replay, --resume) it asks the model instead: see docs/live-evals.md.
+    Exit 3 when --max-usd stopped the run.
     """
+    if wanted(live):
+        return run_live_command(
+            evals_dir=evals_dir, kb_dir=kb_dir, case_ids=case_ids, tags=tags, commands=commands,
+            answers=answers, recordings_dir=recordings_dir, out_dir=out_dir,
+            with_html=with_html, verbose=verbose, live=live)
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
     from ..evals.scorers import Resources
@@ -235,3 +246,6 @@ def scorers_command(name: str | None) -> None:
     for info in sorted(REGISTRY.values(), key=lambda i: (i.family, i.name)):
         first = info.doc.splitlines()[0] if info.doc else ""
         click.echo(f"{info.name:20} {info.family:10} {first}")
+
+
+add_compare(eval_group)

@@ -293,13 +293,18 @@ def _answer_from_stores(todo: list[WorkItem], stores: Stores, log: JsonlLog, tal
         for source, store in stores.lookup:
             data = store.get(item.case_id, item.arm, item.key)
             if data is not None:
-                hit = (source, data)
+                hit = (source, store, data)
                 break
         if hit is None:
             left.append(item)
             continue
-        source, data = hit
+        source, found_in, data = hit
         response = data["response"]
+        if stores.record_to is not None and stores.record_to is not found_in:
+            stores.record_to.put(case_id=item.case_id, arm=item.arm, key=item.key,
+                                 prompt_sha256=item.prompt_sha256, repeat=item.repeat,
+                                 model=str(data.get("model") or ""), request=item.request,
+                                 response=response)
         record = _result(item, "ok", source, text=response["text"],
                          stop_reason=response.get("stop_reason"),
                          model=str(response.get("model") or data.get("model") or ""),

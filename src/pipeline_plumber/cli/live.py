@@ -1,0 +1,234 @@
+"""The live side of `plumber eval run` (`--live`, `--replay`, `--resume`) and `plumber eval
+compare`. The options are added to the offline command; the library does the work
+(`pipeline_plumber.live`), this module only parses, prints and picks the exit code.
+
+Exit codes of a live run: 0 every case passes; 1 some case is below its threshold; 2 bad input
+or usage, a `--replay` miss, or requests that failed for good; 3 the `--max-usd` budget stopped
+the run (the cases it did not reach are `budget_exceeded`, not failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import EXIT_CHECK_FAILED, InputError, Problem
+from ..paths import default_kb, default_templates
+
+LIVE_FLAGS = ("live", "replay", "resume_dir")
+DEFAULT_RUNS = Path(".plumber") / "runs"
+DEFAULT_CACHE = Path(".plumber") / "cache"
+
+
+def live_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The live run's options, added to `plumber eval run`."""
+    options = [
+        click.option("--live", is_flag=True,
+                     help="Ask the model (ANTHROPIC_API_KEY) instead of scoring recordings: the "
+                          "agent's body as system prompt, the expanded command as message."),
+        click.option("--replay", is_flag=True,
+                     help="Like --live, but answer only from recordings matched by request "
+                          "hash; a miss fails (exit 2) instead of calling the API."),
+        click.option("--record", is_flag=True,
+                     help="Write every answer to the recordings folder, for offline runs."),
+        click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False),
+                     default=None, help="Continue the live run in this folder: only what is "
+                                        "missing is sent."),
+        click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False),
+                     default=None, help=f"Folder of a new live run. Default: "
+                                        f"{DEFAULT_RUNS}/<UTC time>."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=4, show_default=True,
+                     help="Requests in flight at once."),
+        click.option("--repeat", "repeats", type=click.IntRange(1, 100), default=1,
+                     show_default=True, help="Answers per case: pass@k, pass^k, flaky cases."),
+        click.option("--pass-rule", type=click.Choice(["all", "any", "majority"]),
+                     default="all", show_default=True,
+                     help="With --repeat: a case passes when all (pass^k), any (pass@k) or "
+                          "most repeats pass."),
+        click.option("--max-usd", type=click.FloatRange(min=0), default=None,
+                     help="Stop sending before the run could cost more; the rest is "
+                          "budget_exceeded (exit 3)."),
+        click.option("--batch", is_flag=True,
+                     help="Send through the Message Batches API (half price, slower)."),
+        click.option("--poll-interval", type=click.FloatRange(min=0), default=10.0,
+                     show_default=True, help="Seconds between batch status checks."),
+        click.option("--baseline", is_flag=True,
+                     help="Also ask each case without the agent's system prompt, and report "
+                          "the difference the agent makes."),
+        click.option("--model", default=None,
+                     help="Model id. Default: claude-sonnet-5."),
+        click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+                     help="Max output tokens per answer. Default: 4096."),
+        click.option("--param", "params", multiple=True, metavar="NAME=JSON",
+                     help="Another Messages API parameter, e.g. top_p=0.9 (repeatable)."),
+        click.option("--no-prompt-cache", is_flag=True,
+                     help="Do not mark the system prompt for prompt caching."),
+        click.option("--cache-ttl", type=click.Choice(["5m", "1h"]), default="5m",
+                     show_default=True, help="Prompt cache lifetime."),
+        click.option("--timeout", type=click.FloatRange(min=0.001), default=120.0,
+                     show_default=True, help="Seconds per request before it is retried."),
+        click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
+                     help="Retries per request after 429, 529, 5xx, timeouts, dropped "
+                          "connections."),
+        click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+                     default=DEFAULT_CACHE, show_default=True,
+                     help="Local store of every answer, by request hash."),
+        click.option("--fresh", is_flag=True,
+                     help="Ignore stored answers (recordings and cache): ask the model again."),
+        click.option("--prices", "prices_file",
+                     type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                     default=None, help="Price table (YAML). Default: the one shipped."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def wanted(live: Mapping[str, Any]) -> bool:
+    return any(live.get(flag) for flag in LIVE_FLAGS)
+
+
+def _params(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for value in values:
+        name, sep, raw = value.partition("=")
+        if not sep or not name:
+            raise InputError([Problem(f"'{value}' is not NAME=JSON", field="--param")])
+        try:
+            out[name] = json.loads(raw)
+        except ValueError:
+            out[name] = raw
+    return out
+
+
+def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
+                     tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
+                     recordings_dir: Path | None, out_dir: Path | None, with_html: bool,
+                     verbose: bool, live: Mapping[str, Any]) -> None:
+    from ..evals import reports
+    from ..live.evaluate import LiveRequest, run_live_eval
+    from ..live.prices import load_prices
+    from ..live.request import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, LiveConfig
+    from ..live.run import api_key_from_env, base_url_from_env, default_run_dir
+    from ..live.runner import RunOptions
+
+    if live["replay"] and live["record"]:
+        raise InputError([Problem("--replay reads recordings; --record writes them: pick one",
+                                  field="--replay")])
+    if answers != "recorded":
+        raise InputError([Problem("--answers is for offline runs; a live run asks the model",
+                                  field="--answers")])
+    resume = live["resume_dir"] is not None
+    if resume and live["run_dir"] is not None:
+        raise InputError([Problem("--resume names the run folder already", field="--run-dir")])
+    run_dir = live["resume_dir"] or live["run_dir"] or default_run_dir(DEFAULT_RUNS)
+    config = LiveConfig(model=live["model"] or DEFAULT_MODEL,
+                        max_tokens=live["max_tokens"] or DEFAULT_MAX_TOKENS,
+                        params=_params(live["params"]),
+                        prompt_cache=not live["no_prompt_cache"], cache_ttl=live["cache_ttl"])
+    options = RunOptions(jobs=live["jobs"], timeout=live["timeout"],
+                         max_retries=live["max_retries"], max_usd=live["max_usd"],
+                         replay=live["replay"], use_stored=not live["fresh"])
+    key = api_key_from_env()
+    req = LiveRequest(
+        evals_dir=evals_dir, kb_dir=kb_dir or default_kb(), templates_dir=default_templates(),
+        run_dir=run_dir, resume=resume, config=config, options=options,
+        prices=load_prices(live["prices_file"]), repeats=live["repeats"],
+        baseline=live["baseline"], batch=live["batch"], record=live["record"],
+        cache_dir=live["cache_dir"], recordings_dir=recordings_dir, case_ids=case_ids,
+        tags=tags, commands=commands, pass_rule=live["pass_rule"],
+        poll_interval=live["poll_interval"], api_key=None if live["replay"] else key,
+        base_url=base_url_from_env())
+    try:
+        outcome = run_live_eval(req, announce=lambda line: click.echo(line, err=True))
+    except InputError as err:
+        from ..live.runner import redact
+
+        if key and key in str(err):  # never let the key reach the terminal
+            raise InputError([Problem(redact(str(p), key)) for p in err.problems]) from None
+        raise
+    click.echo(f"run folder: {outcome.folder.path}", err=True)
+    if outcome.offline_run.results:
+        click.echo(reports.terminal_table(outcome.offline_run, verbose=verbose))
+    report = outcome.report
+    for case in report["cases"]:
+        if case["flaky"]:
+            click.echo(f"flaky: {case['case_id']} ({case['arm']}) passed "
+                       f"{case['passes']}/{case['scored']} repeats")
+        if case["statuses"].get("budget_exceeded"):
+            click.echo(f"budget_exceeded: {case['case_id']} ({case['arm']}): "
+                       f"{case['statuses']['budget_exceeded']} answer(s) not asked")
+        if case["statuses"].get("error"):
+            click.echo(f"error: {case['case_id']} ({case['arm']}): "
+                       f"{case['statuses']['error']} answer(s) failed after retries; see "
+                       f"{outcome.folder.results_path}")
+    for row in report["baseline"]:
+        delta = row["delta"]
+        click.echo(f"baseline: {row['case_id']}: agent {_pct(row['agent_pass_rate'])}, "
+                   f"without it {_pct(row['baseline_pass_rate'])}"
+                   + ("" if delta is None else f" ({delta:+.0%})"))
+    totals = report["totals"]
+    cache = totals["cache"]
+    tally = outcome.tally
+    click.echo(
+        f"{tally.sent} request(s) sent ({tally.attempts} attempts), {tally.from_store} answered "
+        f"from stored answers, {tally.skipped} already in the run; cost ${totals['cost_usd']:.4f}"
+        f"; cache {cache['write_tokens']} written, {cache['read_tokens']} read, hit rate "
+        f"{_pct(cache['hit_rate'])}; status {report['status']}")
+    if out_dir is not None:
+        for path in reports.write_reports(outcome.offline_run, out_dir, with_html=with_html):
+            click.echo(f"wrote {path}")
+    reports.write_reports(outcome.offline_run, outcome.folder.path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        from ..live.report import markdown
+
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(reports.markdown_summary(outcome.offline_run) + "\n"
+                         + markdown(report))
+    code = outcome.exit_code
+    if code:
+        sys.exit(code)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def add_compare(group: click.Group) -> None:
+    @group.command(name="compare")
+    @click.argument("run_a", type=click.Path(path_type=Path, file_okay=False, exists=True))
+    @click.argument("run_b", type=click.Path(path_type=Path, file_okay=False, exists=True))
+    @click.option("--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+                  help="Largest p-value (Fisher's exact test) still called a change.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+    def compare_command(run_a: Path, run_b: Path, alpha: float, as_json: bool) -> None:
+        """List the cases that regressed or improved from live run RUN_A to RUN_B.
+
+        Uses the repeats to tell change from noise: a case moves only when Fisher's exact test
+        on its passes puts the difference beyond --alpha. Exit 1 when a case regressed.
+        """
+        from ..live.compare import compare, summary
+
+        changes = compare(run_a, run_b, alpha=alpha)
+        if as_json:
+            click.echo(json.dumps([{"case_id": c.case_id, "change": c.change,
+                                    "before": c.before, "after": c.after,
+                                    "p_value": c.p_value} for c in changes], indent=1))
+        else:
+            for change in changes:
+                if change.change != "unchanged":
+                    click.echo(change.describe())
+            counts = summary(changes)
+            click.echo(", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+                       or "no cases")
+            if any(c.before and c.before[1] == 1 for c in changes):
+                click.echo("note: runs without --repeat cannot tell change from noise")
+        if any(c.change == "regression" for c in changes):
+            sys.exit(EXIT_CHECK_FAILED)

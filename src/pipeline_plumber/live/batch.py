@@ -1,0 +1,152 @@
+"""`--batch`: the same run through the Message Batches API, at the batch discount.
+
+Items already answered in the run folder or found in an answer store are settled first, as in
+`runner.execute`. The rest are submitted as batches (at most 100,000 requests and about 200 MB
+each), with the request key as `custom_id`. The batch ids are written to `batch.json` *before*
+polling starts, so a run killed while it waits resumes by polling the same batches: nothing is
+submitted, or paid for, twice. Results arrive keyed by `custom_id`, in any order; each is
+appended to `results.jsonl` as it is read. With a budget, only the items whose worst case fits
+are submitted; the rest are `budget_exceeded`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import InputError, Problem
+from .prices import Prices, Usage
+from .request import WorkItem
+from .runner import (
+    ReplayMiss,
+    RunOptions,
+    Stores,
+    Tally,
+    _answer_from_stores,
+    _describe,
+    _miss_problems,
+    _result,
+    redact,
+    save_answer,
+    worst_case_usd,
+)
+from .store import RunFolder, now_iso
+
+MAX_REQUESTS = 100_000
+MAX_BYTES = 200 * 1024 * 1024  # under the API's 256 MB, leaving room for the envelope
+
+
+def execute_batch(items: Sequence[WorkItem], folder: RunFolder, *, options: RunOptions,
+                  prices: Prices, model: str, stores: Stores, api_key: str | None,
+                  base_url: str | None = None, ttl: str = "5m", poll_interval: float = 10.0,
+                  progress: Callable[[Mapping[str, Any]], None] | None = None) -> Tally:
+    tally = Tally()
+    started = time.perf_counter()
+    done = folder.results()
+    todo = [item for item in items if done.get(item.key, {}).get("status") != "ok"]
+    tally.skipped = len(items) - len(todo)
+    price = prices.find(model)
+    with folder.log() as log:
+        if options.use_stored or options.replay:
+            todo = _answer_from_stores(todo, stores, log, tally, progress)
+        if options.replay and todo:
+            raise ReplayMiss(_miss_problems(todo, stores))
+        if not todo:
+            tally.seconds = time.perf_counter() - started
+            return tally
+        if not api_key:
+            raise InputError([Problem(
+                f"ANTHROPIC_API_KEY is not set and {len(todo)} request(s) have no stored answer")])
+        import anthropic  # slow to import: only where a live call is made
+
+        client = anthropic.Anthropic(api_key=api_key, base_url=base_url,
+                                     max_retries=options.max_retries, timeout=options.timeout)
+        by_key = {item.key: item for item in todo}
+        saved = folder.load_batches()
+        pending_batches = [b for b in saved if set(b.get("custom_ids", [])) & by_key.keys()]
+        submitted = {cid for b in pending_batches for cid in b.get("custom_ids", [])}
+        fresh = [item for item in todo if item.key not in submitted]
+        if options.max_usd is not None and fresh:
+            price = price or prices.require(model)
+            spent = sum(float(r.get("cost_usd") or 0) for r in done.values())
+            fitting = []
+            for item in fresh:
+                worst = worst_case_usd(item, prices, price) * prices.batch_discount
+                if spent + worst > options.max_usd:
+                    break
+                spent += worst
+                fitting.append(item)
+            for item in fresh[len(fitting):]:
+                log.append(_result(item, "budget_exceeded", "none"))
+                tally.budget_exceeded += 1
+            fresh = fitting
+        try:
+            for chunk in _chunks(fresh):
+                batch = client.messages.batches.create(requests=[
+                    {"custom_id": item.key, "params": dict(item.request)}  # type: ignore[typeddict-item]
+                    for item in chunk])
+                saved.append({"id": batch.id, "created": now_iso(),
+                              "custom_ids": [item.key for item in chunk]})
+                folder.save_batches(saved)
+                pending_batches.append(saved[-1])
+                tally.sent += len(chunk)
+                tally.attempts += len(chunk)
+            for entry in pending_batches:
+                _collect(client, entry, by_key, log, tally, prices, price, stores, ttl,
+                         poll_interval, progress)
+        except anthropic.APIError as err:
+            raise InputError([Problem("Message Batches call failed: "
+                                      + redact(_describe(err), api_key))]) from err
+    tally.seconds = time.perf_counter() - started
+    return tally
+
+
+def _chunks(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
+    chunks: list[list[WorkItem]] = []
+    size = 0
+    for item in items:
+        length = len(json.dumps(item.request)) + 100
+        if not chunks or len(chunks[-1]) >= MAX_REQUESTS or size + length > MAX_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += length
+    return chunks
+
+
+def _collect(client: Any, entry: Mapping[str, Any], by_key: Mapping[str, WorkItem],
+             log: Any, tally: Tally, prices: Prices, price: Any, stores: Stores, ttl: str,
+             poll_interval: float, progress: Callable[[Mapping[str, Any]], None] | None) -> None:
+    """Poll one batch until it ends, then append every result of ours it holds."""
+    while client.messages.batches.retrieve(entry["id"]).processing_status != "ended":
+        time.sleep(poll_interval)
+    seen = set()
+    for response in client.messages.batches.results(entry["id"]):
+        item = by_key.get(response.custom_id)
+        if item is None or item.key in seen:
+            continue
+        seen.add(item.key)
+        result = response.result
+        if result.type == "succeeded":
+            message = result.message
+            usage_api = message.usage.model_dump(mode="json", exclude_none=True)
+            usage = Usage.from_api(usage_api, ttl)
+            cost = prices.cost(price, usage, batch=True) if price else 0.0
+            text = "".join(b.text for b in message.content if b.type == "text")
+            record = _result(item, "ok", "batch", text=text, stop_reason=message.stop_reason,
+                             model=message.model, usage=usage, cost=cost, attempts=1,
+                             message_id=message.id)
+            log.append(record)
+            save_answer(item, record, stores, usage_api)
+            tally.ok += 1
+            tally.spent_usd += cost
+        else:
+            error = getattr(result, "error", None)
+            detail = f"batch result {result.type}" + (f": {error}" if error else "")
+            record = _result(item, "error", "batch", error=detail, attempts=1)
+            log.append(record)
+            tally.errors += 1
+        if progress:
+            progress(record)

@@ -1,0 +1,199 @@
+"""`plumber eval run --live`, as one library call: plan (or resume), send, score, report.
+
+The answers are scored by the same scorers as the offline run (`evals.scoring.score_case`) and
+reported twice: the offline run's reports (eval-log.json, junit.xml, summary.md, agent arm,
+every repeat) and the live report (report.json, report.md: pass@k, pass^k, flakiness, the
+baseline's difference, cost and the prompt cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
+from .prices import Prices
+from .report import PassRule, Verdict, build_report, markdown
+from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
+from .run import RunPlan, load, start
+from .runner import EXIT_BUDGET_EXCEEDED, RunOptions, Stores, Tally, estimate, execute
+from .store import AnswerStore, RunFolder, write_json_atomic
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+@dataclass(frozen=True)
+class LiveRequest:
+    """Everything `plumber eval run --live` was asked to do."""
+
+    evals_dir: Path
+    kb_dir: Path
+    templates_dir: Path
+    run_dir: Path
+    resume: bool
+    config: LiveConfig
+    options: RunOptions
+    prices: Prices
+    repeats: int = 1
+    baseline: bool = False
+    batch: bool = False
+    record: bool = False
+    cache_dir: Path | None = None
+    recordings_dir: Path | None = None
+    case_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    pass_rule: PassRule = "all"
+    poll_interval: float = 10.0
+    api_key: str | None = None
+    base_url: str | None = None
+
+
+@dataclass
+class LiveOutcome:
+    folder: RunFolder
+    plan: RunPlan
+    tally: Tally
+    report: dict[str, Any]
+    offline_run: Any  # evals.runner.RunResult: the offline run's reports need it
+    estimate_usd: float | None
+    pruned: list[Path] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a case fails, else 3 when the budget stopped the run, else 2 when requests
+        failed for good, else 0."""
+        totals = self.report["totals"]
+        if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
+            return EXIT_CHECK_FAILED
+        if totals["budget_exceeded"]:
+            return EXIT_BUDGET_EXCEEDED
+        if totals["error"] or totals["missing"]:
+            return EXIT_BAD_INPUT
+        return EXIT_OK
+
+
+Announce = Callable[[str], None]
+
+
+def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
+                  progress: Callable[[Mapping[str, Any]], None] | None = None) -> LiveOutcome:
+    from ..build import build_pack
+    from ..evals import cases as cases_mod
+    from ..evals import runner as offline
+    from ..evals.answers import Answer
+    from ..evals.scorers import Resources
+    from ..evals.scorers.judge import JudgeStore
+    from ..evals.scoring import score_case
+
+    say = announce or (lambda _: None)
+    checklists = cases_mod.load_checklists(req.kb_dir)
+    suite = cases_mod.load_suite(req.evals_dir, checklists, with_answers=False)
+    folder = RunFolder(req.run_dir)
+    if req.resume:
+        plan = load(folder)
+    else:
+        chosen = cases_mod.select(suite.cases, ids=req.case_ids, tags=req.tags,
+                                  commands=req.commands)
+        pack = build_pack(req.kb_dir, req.templates_dir, plugin=False)
+        prompts = PackPrompts.from_files(pack.files, pack.kb.agent.name)
+        inputs = [CaseInput(c.id, c.command, c.spec.prompt, c.prompt_digest) for c in chosen]
+        items = plan_items(inputs, prompts, req.config, repeats=req.repeats,
+                           baseline=req.baseline)
+        plan = RunPlan(req.config, tuple(items), prompts.agent_body, req.repeats, req.baseline,
+                       req.batch, suite.kb_digest, {"pass_rule": req.pass_rule})
+        start(folder, plan)
+    by_id = {c.id: c for c in suite.cases}
+    missing_cases = sorted({i.case_id for i in plan.items} - by_id.keys())
+    if missing_cases:
+        from ..errors import InputError, Problem
+
+        raise InputError([Problem(f"the run has case '{c}', which the eval folder no longer "
+                                  "has", file=folder.spec_path.as_posix()) for c in missing_cases])
+
+    model = plan.config.model
+    recordings = req.recordings_dir or req.evals_dir / "recordings"
+    record_store = AnswerStore(recordings)
+    lookup: list[tuple[str, AnswerStore]] = [("recording", record_store)]
+    cache = AnswerStore(req.cache_dir) if req.cache_dir else None
+    if cache is not None:
+        lookup.append(("cache", cache))
+    stores = Stores(lookup=lookup, cache=cache,
+                    record_to=record_store if req.record else None)
+
+    done = folder.results()
+    left = [i for i in plan.items if done.get(i.key, {}).get("status") != "ok"]
+    price = req.prices.find(model)
+    estimate_usd = None
+    if price is not None:
+        est = estimate(left, req.prices, price, batch=plan.batch)
+        estimate_usd = est.max_usd
+        say(f"estimate: at most ${est.max_usd:.4f} for {est.requests} request(s) to {model} "
+            f"(input ${est.input_usd:.4f}, output at most ${est.output_max_usd:.4f}); "
+            "stored answers cost nothing")
+    else:
+        say(f"estimate: no price for model '{model}' in {req.prices.source}")
+
+    options = req.options
+    common: dict[str, Any] = {"options": options, "prices": req.prices, "model": model,
+                              "stores": stores, "api_key": req.api_key,
+                              "base_url": req.base_url, "ttl": plan.config.cache_ttl,
+                              "progress": progress}
+    if plan.batch:
+        from .batch import execute_batch
+
+        tally = execute_batch(plan.items, folder, poll_interval=req.poll_interval, **common)
+    else:
+        tally = execute(plan.items, folder, **common)
+
+    results = folder.results()
+    verdicts: dict[str, Verdict] = {}
+    offline_results = []
+    with Resources(judge_store=JudgeStore(recordings / "judge")) as resources:
+        for item in plan.items:
+            result = results.get(item.key)
+            if not result or result.get("status") != "ok":
+                continue
+            case = by_id[item.case_id]
+            provenance: Literal["live", "recorded"] = (
+                "live" if result.get("source") in ("api", "batch") else "recorded")
+            answer = Answer(str(result.get("text") or ""), provenance,
+                            f"{folder.results_path.as_posix()}#{item.key[:12]}",
+                            meta={"model": str(result.get("model") or model),
+                                  "repeat": str(item.repeat), "key": item.key,
+                                  "arm": item.arm, "source": str(result.get("source"))})
+            scored = score_case(case, answer, suite.rubric_for(case), resources=resources)
+            verdicts[item.key] = Verdict(scored.status, scored.score)
+            if item.arm == "agent":
+                offline_results.append(scored)
+    chosen_cases = tuple(by_id[c] for c in dict.fromkeys(i.case_id for i in plan.items))
+    offline_run = offline.RunResult(
+        {**offline.run_spec(suite, chosen_cases, "live"), "live_run": req.run_dir.as_posix(),
+         "model": model},
+        offline_results)
+    report = build_report(plan.items, results, verdicts, model=model, repeats=plan.repeats,
+                          pass_rule=req.pass_rule, estimate_usd=estimate_usd)
+    write_json_atomic(folder.path / REPORT_JSON, report)
+    (folder.path / REPORT_MD).write_text(markdown(report), encoding="utf-8")
+
+    pruned: list[Path] = []
+    if req.record:
+        pruned = _prune_recordings(plan.items, results, record_store)
+    return LiveOutcome(folder, plan, tally, report, offline_run, estimate_usd, pruned)
+
+
+def _prune_recordings(items: tuple[WorkItem, ...], results: Mapping[str, Mapping[str, Any]],
+                      store: AnswerStore) -> list[Path]:
+    """Once every repeat of a case is answered, drop its recordings from earlier runs: the
+    offline run replays every recording of a case."""
+    groups: dict[tuple[str, str], list[WorkItem]] = {}
+    for item in items:
+        groups.setdefault((item.case_id, item.arm), []).append(item)
+    removed: list[Path] = []
+    for (case_id, arm), group in groups.items():
+        if all(results.get(i.key, {}).get("status") == "ok" for i in group):
+            removed += store.prune(case_id, arm, {i.key for i in group})
+    return removed
