@@ -31,14 +31,34 @@ class ParsedBlock:
         return f"SQL block {self.block.index} (line {self.block.line})"
 
 
+_JINJA_REF = re.compile(r"\{\{\s*ref\(\s*['\"]([\w.]+)['\"]\s*\)\s*\}\}")
+_JINJA_SOURCE = re.compile(
+    r"\{\{\s*source\(\s*['\"](\w+)['\"]\s*,\s*['\"](\w+)['\"]\s*\)\s*\}\}")
+_JINJA_OTHER = re.compile(r"\{\{.*?\}\}", re.S)
+_JINJA_BLOCK = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def without_jinja(code: str) -> str:
+    """dbt models are SQL with Jinja: `{{ ref('orders') }}` becomes `orders`, `{{ source('shop',
+    'orders') }}` becomes `shop.orders`, other expressions a placeholder, tags nothing."""
+    if "{{" not in code and "{%" not in code and "{#" not in code:
+        return code
+    code = _JINJA_REF.sub(lambda m: m.group(1), code)
+    code = _JINJA_SOURCE.sub(lambda m: f"{m.group(1)}.{m.group(2)}", code)
+    code = _JINJA_OTHER.sub("jinja_expression", code)
+    return _JINJA_BLOCK.sub("", code)
+
+
 def parse_sql(code: str, dialect: str) -> tuple[tuple[Any, ...], str | None]:
-    """Statements of `code` in `dialect`, or the first parse error as one readable sentence."""
+    """Statements of `code` in `dialect` (dbt's Jinja replaced), or the first parse error as
+    one readable sentence."""
     import sqlglot
     from sqlglot.errors import ParseError, TokenError
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)  # no warnings on opaque commands
     try:
-        statements = tuple(s for s in sqlglot.parse(code, read=dialect) if s is not None)
+        statements = tuple(
+            s for s in sqlglot.parse(without_jinja(code), read=dialect) if s is not None)
     except ParseError as err:
         detail = err.errors[0] if err.errors else {}
         desc = str(detail.get("description") or err).split("\n")[0]
