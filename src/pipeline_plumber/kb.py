@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .errors import InputError, Problem
+from .verify.model import ENGINE_CHECKS, PROOF_CHECKS, Proof
 from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -40,7 +41,11 @@ class _Model(BaseModel):
 
 
 class Example(_Model):
-    """A code example the agent shows. Issue-free examples are proven by `plumber verify`."""
+    """A code example the agent shows; every `sql` and `python` one is proven by `plumber verify`.
+
+    `text` examples (diagrams) are exempt: there is nothing to run. The proof never reaches the
+    rendered agent, which shows only the caption and the code.
+    """
 
     id: Slug = Field(description="Unique id, lowercase kebab-case; commands and evals refer to it.")
     caption: str | None = Field(
@@ -56,6 +61,11 @@ class Example(_Model):
         description="Whether the example shows the right way, the wrong way, or only illustrates."
     )
     code: Text = Field(description="The code, without fences.")
+    proof: Proof | None = Field(
+        default=None,
+        description="How `plumber verify` proves the example; required for sql and python, "
+        "not allowed for text.",
+    )
 
 
 class TextBlock(_Model):
@@ -90,12 +100,13 @@ def _block_kind(value: Any) -> str | None:
             if key in value:
                 return key
         return None
-    return {
+    kinds: dict[type, str] = {
         TextBlock: "text",
         ListBlock: "items",
         QuoteBlock: "quote",
         ExampleBlock: "example",
-    }.get(type(value))
+    }
+    return kinds.get(type(value))
 
 
 Block = Annotated[
@@ -365,6 +376,7 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
         principle_ids.setdefault(principle.id, path)
 
     example_ids: dict[str, str] = {}
+    example_at: dict[str, tuple[str, PathKey]] = {}
     section_ids: dict[str, str] = {}
     section_files = [("persona.yaml", kb.persona)] + [
         (rel, models_section)
@@ -375,7 +387,8 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
     for rel, section in section_files:
         for path, sec in _walk_sections(section, ()):
             if sec.id in section_ids:
-                report(rel, (*path, "id"), f"duplicate section id '{sec.id}' (also in {section_ids[sec.id]})")
+                report(rel, (*path, "id"),
+                    f"duplicate section id '{sec.id}' (also in {section_ids[sec.id]})")
             section_ids.setdefault(sec.id, rel)
             for b, block in enumerate(sec.blocks):
                 if not isinstance(block, ExampleBlock):
@@ -383,31 +396,104 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
                 ex = block.example
                 ex_path: PathKey = (*path, "blocks", b, "example")
                 if ex.id in example_ids:
-                    report(rel, (*ex_path, "id"), f"duplicate example id '{ex.id}' (also in {example_ids[ex.id]})")
+                    report(rel, (*ex_path, "id"),
+                        f"duplicate example id '{ex.id}' (also in {example_ids[ex.id]})")
                 example_ids.setdefault(ex.id, rel)
                 if ex.language == "sql" and ex.dialect is None:
                     report(rel, (*ex_path, "dialect"), "a sql example needs a dialect")
                 if ex.language != "sql" and ex.dialect is not None:
-                    report(rel, (*ex_path, "dialect"), f"only sql examples have a dialect, not {ex.language}")
+                    report(rel, (*ex_path, "dialect"),
+                        f"only sql examples have a dialect, not {ex.language}")
+                for field, message in proof_problems(ex):
+                    report(rel, (*ex_path, *field), message)
+                example_at.setdefault(ex.id, (rel, ex_path))
+
+    examples = {ex.id: ex for ex in kb.examples()}
+    for ex_id, (rel, ex_path) in example_at.items():
+        proof = examples[ex_id].proof
+        for r, ref in enumerate(proof.requires if proof else ()):
+            target = examples.get(ref)
+            where: PathKey = (*ex_path, "proof", "requires", r)
+            if target is None:
+                report(rel, where, f"no example has id '{ref}'{_suggest(ref, examples)}")
+            elif target.proof is None:
+                report(rel, where, f"example '{ref}' has no proof, so it cannot run")
+            elif ref == ex_id or ex_id in required_ids(examples, ref):
+                report(rel, where, f"'{ref}' requires '{ex_id}' in turn: a cycle")
 
     names: dict[str, int] = {}
     for c, command in enumerate(kb.commands.commands):
         base: PathKey = ("commands", c)
         if command.name in names:
-            report("commands.yaml", (*base, "name"), f"duplicate command name '{command.name}' (also commands[{names[command.name]}])")
+            report("commands.yaml", (*base, "name"),
+                f"duplicate command name '{command.name}' (also commands[{names[command.name]}])")
         names.setdefault(command.name, c)
         for p, ref in enumerate(command.principles):
             if ref not in principle_ids:
-                report("commands.yaml", (*base, "principles", p), f"no principle has id '{ref}'{_suggest(ref, principle_ids)}")
+                report("commands.yaml", (*base, "principles", p),
+                    f"no principle has id '{ref}'{_suggest(ref, principle_ids)}")
         for e, ref in enumerate(command.examples):
             if ref not in example_ids:
-                report("commands.yaml", (*base, "examples", e), f"no example has id '{ref}'{_suggest(ref, example_ids)}")
+                report("commands.yaml", (*base, "examples", e),
+                    f"no example has id '{ref}'{_suggest(ref, example_ids)}")
         seen_items: set[str] = set()
         for k, item in enumerate(command.checklist):
             if item.id in seen_items:
-                report("commands.yaml", (*base, "checklist", k, "id"), f"duplicate checklist id '{item.id}'")
+                report("commands.yaml", (*base, "checklist", k, "id"),
+                    f"duplicate checklist id '{item.id}'")
             seen_items.add(item.id)
     return problems
+
+
+# Engines each kind of example can be proven on.
+_ENGINES_FOR = {
+    ("sql", "postgres"): ("postgres",),
+    ("sql", "duckdb"): ("duckdb",),
+    ("sql", "snowflake"): ("sqlglot",),
+    ("sql", "bigquery"): ("sqlglot",),
+    ("python", None): ("postgres", "duckdb", "python", "airflow"),
+}
+
+
+def proof_problems(ex: Example) -> list[tuple[PathKey, str]]:
+    """What is wrong with one example's proof on its own (engine, check kinds)."""
+    if ex.language == "text":
+        if ex.proof is not None:
+            return [(("proof",), "text examples are not run; remove the proof")]
+        return []
+    if ex.proof is None:
+        return [((), f"a {ex.language} example needs a proof (see docs/examples.md)")]
+    engines = _ENGINES_FOR.get((ex.language, ex.dialect), ())
+    problems: list[tuple[PathKey, str]] = []
+    if ex.proof.engine not in engines:
+        what = f"{ex.language} ({ex.dialect})" if ex.dialect else ex.language
+        message = f"a {what} example is proven on {' or '.join(engines)}, not {ex.proof.engine}"
+        problems.append((("proof", "engine"), message))
+    allowed = ENGINE_CHECKS[ex.proof.engine]
+    for i, check in enumerate(ex.proof.checks):
+        if not isinstance(check, allowed):
+            kind = next(iter(type(check).model_fields))
+            problems.append((("proof", "checks", i),
+                f"the {ex.proof.engine} engine has no '{kind}' check"))
+    return problems
+
+
+def required_ids(examples: dict[str, Example], start: str) -> list[str]:
+    """Every example `start` depends on, dependencies first, each once; a cycle stops the walk."""
+    order: list[str] = []
+
+    def visit(example_id: str, trail: tuple[str, ...]) -> None:
+        ex = examples.get(example_id)
+        if ex is None or ex.proof is None:
+            return
+        for ref in ex.proof.requires:
+            if ref in trail or ref in order:
+                continue
+            visit(ref, (*trail, ref))
+            order.append(ref)
+
+    visit(start, (start,))
+    return order
 
 
 def _walk_sections(section: Section, path: PathKey) -> Iterator[tuple[PathKey, Section]]:
@@ -416,7 +502,8 @@ def _walk_sections(section: Section, path: PathKey) -> Iterator[tuple[PathKey, S
         yield from _walk_sections(sub, (*path, "sections", i))
 
 
-# Claude Code runs `` !`cmd` `` and ```! fences in command bodies as shell when a command is invoked.
+# Claude Code runs `` !`cmd` `` and ```! fences in command bodies as shell when a command is
+# invoked.
 SHELL_TRIGGERS = ("!`",)
 
 
@@ -439,7 +526,8 @@ def _text_problems(docs: dict[str, SourceDoc]) -> list[Problem]:
             if trigger:
                 problems.append(
                     Problem(
-                        f"contains {trigger!r}, which Claude Code would execute as shell; reword it",
+                        f"contains {trigger!r}, which Claude Code would execute as shell; "
+                        "reword it",
                         file=doc.file,
                         line=doc.line_of(path),
                         field=format_path(path),
@@ -469,8 +557,11 @@ def _suggest(word: str, choices: Any) -> str:
 
 def _all_field_names() -> set[str]:
     names: set[str] = set()
-    for model in (Example, TextBlock, ListBlock, QuoteBlock, ExampleBlock, Section, AgentFile,
-                  Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile, MantrasFile):
+    models: tuple[type[BaseModel], ...] = (
+        Example, TextBlock, ListBlock, QuoteBlock, ExampleBlock, Section, AgentFile,
+                  Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile, MantrasFile,
+                  Proof, *PROOF_CHECKS)
+    for model in models:
         names.update(model.model_fields)
     return names
 
@@ -496,7 +587,7 @@ def _data_path(data: Any, loc: tuple[int | str, ...], kind: str) -> PathKey:
     current = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(current, dict) and part in current:
+        if isinstance(current, dict) and part in current:  # noqa: SIM114 (mypy narrows apart)
             current = current[part]
             path.append(part)
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):

@@ -57,3 +57,4 @@ def main() -> None:
 from . import build as _build  # noqa: E402, F401
 from . import install as _install  # noqa: E402, F401
 from . import evals as _evals  # noqa: E402, F401
+from . import verify as _verify  # noqa: E402, F401
