@@ -35,16 +35,19 @@ _JINJA_REF = re.compile(r"\{\{\s*ref\(\s*['\"]([\w.]+)['\"]\s*\)\s*\}\}")
 _JINJA_SOURCE = re.compile(
     r"\{\{\s*source\(\s*['\"](\w+)['\"]\s*,\s*['\"](\w+)['\"]\s*\)\s*\}\}")
 _JINJA_OTHER = re.compile(r"\{\{.*?\}\}", re.S)
+_JINJA_LINE = re.compile(r"^[ \t]*\{\{.*?\}\}[ \t]*$", re.M)  # `{{ config(...) }}` alone
 _JINJA_BLOCK = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
 
 
 def without_jinja(code: str) -> str:
     """dbt models are SQL with Jinja: `{{ ref('orders') }}` becomes `orders`, `{{ source('shop',
-    'orders') }}` becomes `shop.orders`, other expressions a placeholder, tags nothing."""
+    'orders') }}` becomes `shop.orders`, an expression alone on its line (`{{ config(...) }}`)
+    and tags (`{% if %}`) nothing, other expressions a placeholder identifier."""
     if "{{" not in code and "{%" not in code and "{#" not in code:
         return code
     code = _JINJA_REF.sub(lambda m: m.group(1), code)
     code = _JINJA_SOURCE.sub(lambda m: f"{m.group(1)}.{m.group(2)}", code)
+    code = _JINJA_LINE.sub("", code)
     code = _JINJA_OTHER.sub("jinja_expression", code)
     return _JINJA_BLOCK.sub("", code)
 
