@@ -2,9 +2,10 @@
 compare`. The options are added to the offline command; the library does the work
 (`pipeline_plumber.live`), this module only parses, prints and picks the exit code.
 
-Exit codes of a live run: 0 every case passes; 1 some case is below its threshold; 2 bad input
-or usage, a `--replay` miss, or requests that failed for good; 3 the `--max-usd` budget stopped
-the run (the cases it did not reach are `budget_exceeded`, not failed).
+Exit codes of a live run: 3 the `--max-usd` budget stopped the run (the cases it did not reach
+are `budget_exceeded`, not failed; a partial run gives no verdict); else 1 some case is below
+its threshold; else 2 bad input or usage, a `--replay` miss, or requests that failed for good;
+else 0.
 """
 
 from __future__ import annotations

@@ -64,13 +64,14 @@ class LiveOutcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when a case fails, else 3 when the budget stopped the run, else 2 when requests
-        failed for good, else 0."""
+        """3 when the budget stopped the run (a partial run gives no verdict on the suite;
+        the failures it found are still listed), else 1 when a case fails, else 2 when
+        requests failed for good, else 0."""
         totals = self.report["totals"]
-        if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
-            return EXIT_CHECK_FAILED
         if totals["budget_exceeded"]:
             return EXIT_BUDGET_EXCEEDED
+        if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
+            return EXIT_CHECK_FAILED
         if totals["error"] or totals["missing"]:
             return EXIT_BAD_INPUT
         return EXIT_OK
