@@ -425,7 +425,8 @@ def sql_partition(
     *, dialect: str | None = None, column: str | None = None, cluster_counts: bool = False
 ) -> ScoreFn:
     """A table is partitioned: PARTITION BY in a CREATE TABLE (on `column`, when given), a
-    PARTITION OF child, or (when `cluster_counts`, for Snowflake) a CLUSTER BY key.
+    PARTITION OF child (only when no column is asked for: a child does not show the key), or
+    (when `cluster_counts`, for Snowflake) a CLUSTER BY key.
 
     Passes: `CREATE TABLE events (...) PARTITION BY RANGE (occurred_at)`.
     Fails:  `CREATE TABLE events (...)` with "no PARTITION BY clause in any CREATE TABLE".
@@ -446,7 +447,8 @@ def sql_partition(
         for parsed, statement in statements(answer, name):
             for prop in statement.find_all(*kinds):
                 columns = {_name(c) for c in prop.find_all(exp.Column)}
-                if isinstance(prop, exp.PartitionedOfProperty) or not wanted or wanted in columns:
+                child = isinstance(prop, exp.PartitionedOfProperty)
+                if not wanted or (wanted in columns and not child):
                     return Score.ok(f"{parsed.where} has {prop.sql(dialect=name)[:60]}{note}")
                 other.extend(sorted(columns))
         if other:
