@@ -16,12 +16,14 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PLUMBER) build
 	$(PLUMBER) validate
+	$(PLUMBER) verify
 
 # Everything the tests need (Claude Code from npm, Airflow 3 in its own virtualenv), then
 # the linters, the type checker and the whole suite.
 test: setup
 	@for installer in .ci/install-claude .ci/install-airflow; do \
 	  if [ -f $$installer ]; then bash $$installer || exit 1; fi; done
+	$(PLUMBER) verify
 	$(MAKE) lint
 	$(PY) -m pytest -q
 

@@ -6,9 +6,11 @@ An engine supplies a `Session` (run the example, run a query, show a plan, run a
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from .core import matches, one_line, short
+from .sqlsplit import split_sql
 from .model import (
     ConcurrentCheck,
     IdempotentCheck,
@@ -19,6 +21,10 @@ from .model import (
     RaisesCheck,
     ReturnsCheck,
 )
+
+
+EXAMPLE = "example"
+"""`plan: example` explains the example's own last statement (a leading EXPLAIN dropped)."""
 
 
 class Session(Protocol):
@@ -43,7 +49,9 @@ class Session(Protocol):
         """The rows the example's last statement returned (None: it returned no rows)."""
 
 
-def evaluate(proof: Proof, session: Session, error: BaseException | None) -> list[str]:
+def evaluate(
+    proof: Proof, session: Session, error: BaseException | None, code: str = ""
+) -> list[str]:
     """Check every claim of `proof` against a session whose example already ran (`error` is what
     it raised). Concurrent checks are the engine's to run while the example is open."""
     failures: list[str] = []
@@ -60,7 +68,7 @@ def evaluate(proof: Proof, session: Session, error: BaseException | None) -> lis
         if isinstance(check, QueryCheck):
             failures += _query(session, check)
         elif isinstance(check, PlanCheck):
-            failures += _plan(session, check)
+            failures += _plan(session, check, code)
         elif isinstance(check, ReturnsCheck):
             failures += _returns(session, check)
         elif isinstance(check, RaisesCheck) and check.statement is not None:
@@ -123,9 +131,12 @@ def _equal(value: Any, expect: Any) -> bool:
     return bool(value == expect)
 
 
-def _plan(session: Session, check: PlanCheck) -> list[str]:
+def _plan(session: Session, check: PlanCheck, code: str) -> list[str]:
+    query = check.plan
+    if query.strip() == EXAMPLE:  # the example's own last statement, without its EXPLAIN
+        query = re.sub(r"(?is)^\s*EXPLAIN\s+", "", split_sql(code)[-1])
     try:
-        plan = session.plan(check.plan, check.analyze)
+        plan = session.plan(query, check.analyze)
     except Exception as err:
         return [f"plan of `{one_line(check.plan)}`: {_error(err)}"]
     failures = []

@@ -26,7 +26,7 @@ def prove(ex: Example, deps: Sequence[Example], env: Env) -> list[str]:
                 return [f"required example '{dep.id}' failed: {type(err).__name__}: {err}"]
         _setup(conn, ex)
         session = _Session(ex, conn)
-        return evaluate(ex.proof, session, session.run_example())
+        return evaluate(ex.proof, session, session.run_example(), ex.code)
 
 
 def _setup(conn: Any, ex: Example) -> None:

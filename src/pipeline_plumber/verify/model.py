@@ -57,7 +57,10 @@ class ReturnsCheck(_Model):
 class PlanCheck(_Model):
     """The plan of a query after the example: what it must, or must not, show."""
 
-    plan: Code = Field(description="The query to EXPLAIN (without EXPLAIN).")
+    plan: Code = Field(
+        description="The query to EXPLAIN (without EXPLAIN), or `example`: the example's own "
+        "last statement, so that breaking the example breaks the check."
+    )
     contains: str | None = Field(
         default=None, description="Text the plan must contain, e.g. 'Index Only Scan'."
     )

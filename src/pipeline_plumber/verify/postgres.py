@@ -44,7 +44,7 @@ def prove(ex: Example, deps: Sequence[Example], env: Env) -> list[str]:
             session = _SqlSession(ex, dsn, admin)
         try:
             error, failures = session.first_run()
-            return failures + evaluate(ex.proof, session, error)
+            return failures + evaluate(ex.proof, session, error, ex.code)
         finally:
             session.close()
 
@@ -154,9 +154,9 @@ class _SqlSession(_Session):
                 what = f"`{one_line(check.concurrently)}` from another session"
                 if check.raises is None and err is not None:
                     failures.append(f"{what}: claimed it proceeds while the example's transaction "
-                                    f"is open; observed {type(err).__name__}: {str(err).strip()}")
+                                    f"is open; observed {type(err).__name__}: {_first(err)}")
                 elif check.raises is not None and not matches(err, check.raises):
-                    observed = f"{type(err).__name__}: {err}" if err else "it proceeded"
+                    observed = f"{type(err).__name__}: {_first(err)}" if err else "it proceeded"
                     failures.append(f"{what}: claimed it fails with '{check.raises}' while the "
                                     f"example's transaction is open; observed {observed}")
             holder.commit()
@@ -198,3 +198,8 @@ class _PythonSession(_Session):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _first(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
