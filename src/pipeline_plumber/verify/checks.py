@@ -10,7 +10,6 @@ import re
 from typing import Any, Protocol
 
 from .core import matches, one_line, short
-from .sqlsplit import split_sql
 from .model import (
     ConcurrentCheck,
     IdempotentCheck,
@@ -21,7 +20,7 @@ from .model import (
     RaisesCheck,
     ReturnsCheck,
 )
-
+from .sqlsplit import split_sql
 
 EXAMPLE = "example"
 """`plan: example` explains the example's own last statement (a leading EXPLAIN dropped)."""
