@@ -70,7 +70,7 @@ _REMOVED_KWARGS = {
 }
 _DATASET_CALLS = re.compile(
     r"\b(read_sql\w*|read_csv|read_parquet|read_json|DataFrame|fetchall|fetch_df|to_dict|"
-    r"to_json|to_pandas|get_pandas_df|get_records|df)\b"
+    r"to_json|to_pandas|get_pandas_df|get_df|get_records|df)\b"
 )
 
 
@@ -107,7 +107,7 @@ def _big_returns(function: ast.FunctionDef) -> list[str]:
         if isinstance(node, ast.Return) and node.value is not None:
             text = ast.unparse(node.value)
             origin = assigned.get(text, text) if isinstance(node.value, ast.Name) else text
-            if _DATASET_CALLS.search(origin):
+            if _DATASET_CALLS.search(origin) or _DATASET_CALLS.search(text):
                 found.append(text)
     return found
 

@@ -446,7 +446,7 @@ def sql_partition(
         other: list[str] = []
         for parsed, statement in statements(answer, name):
             for prop in statement.find_all(*kinds):
-                columns = {_name(c) for c in prop.find_all(exp.Column)}
+                columns = {_name(c) for c in prop.find_all(exp.Column, exp.Identifier)}
                 child = isinstance(prop, exp.PartitionedOfProperty)
                 if not wanted or (wanted in columns and not child):
                     return Score.ok(f"{parsed.where} has {prop.sql(dialect=name)[:60]}{note}")
