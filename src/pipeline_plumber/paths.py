@@ -14,7 +14,7 @@ def package_data(name: str) -> Path:
 
 
 def default_kb() -> Path:
-    """`./kb` when the current folder holds a knowledge base (a checkout or a fork), else bundled."""
+    """`./kb` when the current folder holds a knowledge base (a checkout or fork), else bundled."""
     local = Path("kb")
     return local if (local / "agent.yaml").is_file() else package_data("kb")
 

@@ -55,6 +55,6 @@ def main() -> None:
 
 # Each module registers its commands on `cli`; heavy libraries are imported inside the commands.
 from . import build as _build  # noqa: E402, F401
-from . import install as _install  # noqa: E402, F401
 from . import evals as _evals  # noqa: E402, F401
+from . import install as _install  # noqa: E402, F401
 from . import verify as _verify  # noqa: E402, F401

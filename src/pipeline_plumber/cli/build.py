@@ -44,12 +44,13 @@ def build(kb_dir: Path | None, templates_dir: Path | None, out_dir: Path, check:
         if differences:
             for change in differences:
                 click.echo(f"stale: {change}")
-            click.echo(f"{len(differences)} file(s) differ from a fresh build; run `plumber build`.")
+            click.echo(f"{len(differences)} file(s) differ from a fresh build; run plumber build.")
             raise SystemExit(EXIT_CHECK_FAILED)
         click.echo(f"up to date: {len(pack.files)} files match a fresh build")
         return
     changes = builder.write(out_dir, pack)
-    counts = {kind: sum(c.kind == kind for c in changes) for kind in ("create", "update", "delete", "unchanged")}
+    kinds = ("create", "update", "delete", "unchanged")
+    counts = {kind: sum(c.kind == kind for c in changes) for kind in kinds}
     for change in changes:
         if change.kind != "unchanged":
             click.echo(str(change))
