@@ -7,6 +7,7 @@ counts as parsed, but the AST checks cannot look inside it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterator
@@ -189,6 +190,13 @@ def _normalised(statement: exp.Expression, dialect: str) -> str:
     return re.sub(r"\s+", " ", statement.sql(dialect=dialect)).strip().lower()
 
 
+@functools.lru_cache(maxsize=256)
+def _quoted_statements(prompt: str, dialect: str) -> frozenset[str]:
+    """The normalised SQL statements the user's prompt quotes (parsed once per case)."""
+    return frozenset(_normalised(s, dialect) for block in fenced_blocks(prompt)
+                     for s in parse_sql(block.code, dialect)[0])
+
+
 @scorer("sql_no_select_star")
 def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
     """No proposed query selects `*` (COUNT(*) is fine; queries quoted from the prompt are not
@@ -205,11 +213,7 @@ def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
         name, note = ctx.dialect_for(answer, dialect)
         if not answer.sql_blocks:
             return _no_sql(note)
-        quoted = {
-            _normalised(s, name)
-            for block in fenced_blocks(ctx.prompt)
-            for s in parse_sql(block.code, name)[0]
-        }
+        quoted = _quoted_statements(ctx.prompt, name)
         for parsed, statement in statements(answer, name):
             if quoted and _normalised(statement, name) in quoted:
                 continue
