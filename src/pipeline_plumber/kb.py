@@ -7,7 +7,6 @@ checked after the schema, with file and line in every problem.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from pydantic import (
 )
 
 from .errors import InputError, Problem
+from .schema_errors import schema_problems
+from .schema_errors import suggest as _suggest
 from .verify.model import ENGINE_CHECKS, PROOF_CHECKS, Proof
 from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
 
@@ -547,11 +548,6 @@ def _walk_strings(data: Any, path: PathKey) -> Iterator[tuple[PathKey, str]]:
             yield from _walk_strings(value, (*path, i))
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 # --- schema errors ------------------------------------------------------------------------------
 
 
@@ -567,66 +563,7 @@ def _all_field_names() -> set[str]:
 
 
 def _schema_problems(err: ValidationError, doc: SourceDoc) -> list[Problem]:
-    problems = []
-    for error in err.errors():
-        path = _data_path(doc.data, error["loc"], error["type"])
-        problems.append(
-            Problem(
-                _message(error, path),
-                file=doc.file,
-                line=doc.line_of(path),
-                field=format_path(path) or None,
-            )
-        )
-    return problems
-
-
-def _data_path(data: Any, loc: tuple[int | str, ...], kind: str) -> PathKey:
-    """Map pydantic's location (which includes union tags) onto the path inside the YAML data."""
-    path: list[str | int] = []
-    current = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(current, dict) and part in current:  # noqa: SIM114 (mypy narrows apart)
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
-            current = current[part]
-            path.append(part)
-        elif last and kind in ("missing", "extra_forbidden"):
-            path.append(part)
-    return tuple(path)
-
-
-def _message(error: Any, path: PathKey) -> str:
-    kind = error["type"]
-    given = error.get("input")
-    if kind == "extra_forbidden":
-        key = str(path[-1]) if path else "?"
-        return f"unknown key{_suggest(key, _all_field_names())}"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "string_pattern_mismatch":
-        return f"must be lowercase kebab-case (a-z, 0-9, '-'), 1 to 64 characters; got {given!r}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind == "too_short":
-        return "must not be empty"
-    if kind in ("model_type", "dict_type"):
-        return f"must be a mapping, got {_type_name(given)}"
-    if kind == "list_type":
-        return f"must be a list, got {_type_name(given)}"
-    if kind == "string_type":
-        return f"must be a string, got {_type_name(given)} (quote it in YAML)"
-    message = str(error["msg"])
-    return f"{message[0].lower()}{message[1:]}; got {given!r}" if given is not None else message
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return schema_problems(err, doc, _all_field_names())
 
 
 # --- JSON Schema --------------------------------------------------------------------------------
