@@ -65,7 +65,7 @@ def test_the_shipped_examples_are_all_proven(pg: str) -> None:
     assert failed == [] and result.exit_code == 0
     engines = {o["engine"] for o in report["outcomes"]}
     assert engines == {"postgres", "duckdb", "python", "airflow", "sqlglot"}
-    assert sum(o["checks"] for o in report["outcomes"]) >= 60
+    assert sum(o["checks"] for o in report["outcomes"]) >= 55
     assert {o["verdict"] for o in report["outcomes"]} == {"right", "wrong"}
 
 
