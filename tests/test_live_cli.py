@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_plumber.fake_api import FakeMessagesAPI, Fault
+from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
+from pipeline_plumber.fake_api import FakeMessagesAPI, Fault, RecordedRequest
 from pipeline_plumber.live.compare import compare, fisher_one_sided
 from pipeline_plumber.live.store import read_jsonl
 
@@ -46,6 +47,15 @@ def plumber(tmp: Path, api: FakeMessagesAPI, *args: str, key: str | None = CANAR
                           text=True, timeout=timeout, check=False)
 
 
+def answers(api: FakeMessagesAPI) -> list[RecordedRequest]:
+    """The requests for answers; the judge's votes go to the pinned judge model."""
+    return [r for r in api.message_requests() if r.body.get("model") != JUDGE_MODEL]
+
+
+def votes(api: FakeMessagesAPI) -> list[RecordedRequest]:
+    return [r for r in api.message_requests() if r.body.get("model") == JUDGE_MODEL]
+
+
 def ok_lines(run: Path) -> list[dict[str, object]]:
     return [r for r in read_jsonl(run / "results.jsonl") if r["status"] == "ok"]
 
@@ -64,12 +74,12 @@ def test_kill_9_then_resume_sends_only_what_is_missing(tmp_path: Path) -> None:
         proc.wait()
         before = ok_lines(run)
         assert 8 <= len(before) < 4 * CASES, "killed mid-run"
-        sent_before = len(api.message_requests())
+        sent_before = len(answers(api))
         with (run / "results.jsonl").open("ab") as handle:
             handle.write(b'{"v": 1, "key": "torn')  # a line cut off by the crash
         done = plumber(tmp_path, api, "--resume", str(run), "-j", "4", "--cache-dir", "c")
         assert done.returncode == 1, done.stderr  # the fake's answers fail the rubrics
-        resumed = api.message_requests()[sent_before:]
+        resumed = answers(api)[sent_before:]
     after = ok_lines(run)
     keys = [r["key"] for r in after]
     assert len(keys) == len(set(keys)) == 4 * CASES, "one answer per item, none twice"
@@ -84,16 +94,18 @@ def test_record_then_replay_makes_no_requests_and_a_miss_fails(tmp_path: Path) -
         rec = plumber(tmp_path, api, "--live", "--record", "--recordings", "rec",
                       "--run-dir", "r1", "--cache-dir", "c1")
         assert rec.returncode == 1, rec.stderr
-        assert len(api.message_requests()) == CASES
+        assert len(answers(api)) == CASES
+        assert votes(api), "the live run asked the judge"
+        asked = len(api.message_requests())
         again = plumber(tmp_path, api, "--live", "--recordings", "rec", "--run-dir", "r2",
                         "--cache-dir", "c2")
         replay = plumber(tmp_path, api, "--replay", "--recordings", "rec", "--run-dir", "r3",
                          key=None)
-        assert len(api.message_requests()) == CASES, "second run and replay asked nothing"
+        assert len(api.message_requests()) == asked, "second run and replay asked nothing"
         miss = plumber(tmp_path, api, "--replay", "--recordings", "rec", "--run-dir", "r4",
                        "--max-tokens", "77", key=None)
         offline = plumber(tmp_path, api, "--recordings", "rec", key=None)
-        assert len(api.message_requests()) == CASES
+        assert len(api.message_requests()) == asked
     assert again.returncode == replay.returncode == 1
     assert {r["source"] for r in read_jsonl(tmp_path / "r2" / "results.jsonl")} == {"recording"}
     assert miss.returncode == 2
@@ -105,7 +117,7 @@ def test_budget_exceeded_is_its_own_status_and_exit_code(tmp_path: Path) -> None
     with FakeMessagesAPI() as api:
         done = plumber(tmp_path, api, "--live", "--run-dir", "r", "-j", "1",
                        "--max-tokens", "1000", "--max-usd", "0.04", "--cache-dir", "c")
-        sent = len(api.message_requests())
+        sent = len(answers(api))
     assert done.returncode == 3, done.stdout + done.stderr
     assert "estimate: at most $" in done.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -135,7 +147,7 @@ def test_batch_run_resumes_by_batch_id(tmp_path: Path) -> None:
         polled = {r.route for r in api.requests() if r.method == "GET"}
     assert done.returncode == 1, done.stderr
     assert len(created) == 1, "the resumed run polled the stored batch instead of a new one"
-    assert not api.message_requests()
+    assert not answers(api)
     after = ok_lines(run)
     assert len(after) == CASES and {r["source"] for r in after} == {"batch"}
     assert len(saved) == 1 and f"/v1/messages/batches/{saved[0]['id']}/results" in polled
@@ -150,7 +162,7 @@ def test_baseline_sends_each_case_without_the_system_prompt(tmp_path: Path) -> N
         api.respond_with(answer)
         done = plumber(tmp_path, api, "--live", "--baseline", "--run-dir", "r",
                        "--cache-dir", "c")
-        bodies = [r.body for r in api.message_requests()]
+        bodies = [r.body for r in answers(api)]
     assert done.returncode == 1, done.stderr
     assert len(bodies) == 2 * CASES
     assert sum("system" not in b for b in bodies) == CASES

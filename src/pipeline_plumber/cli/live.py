@@ -182,6 +182,11 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
         f"from stored answers, {tally.skipped} already in the run; cost ${totals['cost_usd']:.4f}"
         f"; cache {cache['write_tokens']} written, {cache['read_tokens']} read, hit rate "
         f"{_pct(cache['hit_rate'])}; status {report['status']}")
+    judge = report.get("judge")
+    if judge and (judge["sent"] or judge["skipped_for_budget"] or judge["failed"]):
+        click.echo(f"judge {judge['model']}: {judge['sent']} vote(s) sent, cost "
+                   f"${judge['cost_usd']:.4f}; {judge['skipped_for_budget']} not sent (budget), "
+                   f"{judge['failed']} failed")
     if out_dir is not None:
         for path in reports.write_reports(outcome.offline_run, out_dir, with_html=with_html):
             click.echo(f"wrote {path}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
+from .judging import LayeredJudgeStore, LiveJudge, check_model_differs_from_judge
 from .prices import Prices
 from .report import PassRule, Verdict, build_report, markdown
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
@@ -68,7 +69,7 @@ class LiveOutcome:
         the failures it found are still listed), else 1 when a case fails, else 2 when
         requests failed for good, else 0."""
         totals = self.report["totals"]
-        if totals["budget_exceeded"]:
+        if totals["budget_exceeded"] or self.report.get("judge", {}).get("skipped_for_budget"):
             return EXIT_BUDGET_EXCEEDED
         if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
             return EXIT_CHECK_FAILED
@@ -87,7 +88,6 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
     from ..evals import runner as offline
     from ..evals.answers import Answer
     from ..evals.scorers import Resources
-    from ..evals.scorers.judge import JudgeStore
     from ..evals.scoring import score_case
 
     say = announce or (lambda _: None)
@@ -116,6 +116,7 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
                                   "has", file=folder.spec_path.as_posix()) for c in missing_cases])
 
     model = plan.config.model
+    check_model_differs_from_judge(model)
     recordings = req.recordings_dir or req.evals_dir / "recordings"
     record_store = AnswerStore(recordings)
     lookup: list[tuple[str, AnswerStore]] = [("recording", record_store)]
@@ -153,7 +154,15 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
     results = folder.results()
     verdicts: dict[str, Verdict] = {}
     offline_results = []
-    with Resources(judge_store=JudgeStore(recordings / "judge")) as resources:
+    judge = None
+    if not options.replay:
+        answers_usd = sum(float(r.get("cost_usd") or 0.0) for r in results.values())
+        judge = LiveJudge(options, req.prices, answers_usd, req.api_key, req.base_url)
+    judge_dirs = [recordings / "judge", *([req.cache_dir / "judge"] if req.cache_dir else [])]
+    judge_write = recordings / "judge" if req.record else (
+        req.cache_dir / "judge" if req.cache_dir else None)
+    judge_store = LayeredJudgeStore(judge_dirs, judge_write)
+    with Resources(judge_store=judge_store, judge_client=judge) as resources:
         for item in plan.items:
             result = results.get(item.key)
             if not result or result.get("status") != "ok":
@@ -177,6 +186,11 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
         offline_results)
     report = build_report(plan.items, results, verdicts, model=model, repeats=plan.repeats,
                           pass_rule=req.pass_rule, estimate_usd=estimate_usd)
+    if judge is not None:
+        judge.close()
+        report["judge"] = judge.summary()
+        for error in judge.errors[:3]:
+            say(f"judge: {error}")
     write_json_atomic(folder.path / REPORT_JSON, report)
     (folder.path / REPORT_MD).write_text(markdown(report), encoding="utf-8")
 

@@ -188,6 +188,11 @@ def markdown(report: Mapping[str, Any]) -> str:
               f"- prompt cache: {cache['write_tokens']} tokens written, {cache['read_tokens']} "
               f"read, hit rate {_pct(cache['hit_rate'])} "
               f"({cache['requests_reading']}/{cache['requests']} requests read the cache)"]
+    judge = report.get("judge")
+    if judge:
+        lines.append(f"- judge {judge['model']}: {judge['sent']} votes sent, cost "
+                     f"${judge['cost_usd']:.4f}; {judge['skipped_for_budget']} not sent "
+                     f"(budget), {judge['failed']} failed")
     return "\n".join(lines) + "\n"
 
 

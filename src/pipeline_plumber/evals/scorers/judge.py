@@ -29,8 +29,9 @@ from typing import Any
 from ..answers import Answer
 from . import Context, Score, ScoreFn, scorer
 
-JUDGE_MODEL = "claude-sonnet-4-5-20250929"
-"""Pinned, and meant to differ from the model under test; recorded in every run log."""
+JUDGE_MODEL = "claude-opus-5"
+"""Pinned, and different from the model under test (a live run refuses to test it); recorded
+in every run log."""
 JUDGE_MAX_TOKENS = 1024
 JUDGE_FORMAT = "pipeline-plumber/judge-verdict"
 JUDGE_VERSION = 1
@@ -44,8 +45,9 @@ JUDGE_SYSTEM = (
 )
 _SCORE_LINE = re.compile(r"^\s*\**SCORE:\**\s*(\d+(?:\.\d+)?)\s*$")
 
-JudgeClient = Callable[[dict[str, Any]], str]
-"""Sends one judge request and returns the reply text (the live runner supplies it)."""
+JudgeClient = Callable[[dict[str, Any]], str | None]
+"""Sends one judge request and returns the reply text, or None when it may not be sent (the
+live runner supplies it)."""
 
 
 def judge_request(criterion: str, prompt: str, answer_text: str) -> dict[str, Any]:
@@ -125,7 +127,7 @@ def judge(*, criterion: str, votes: int = 3, threshold: float = 0.7) -> ScoreFn:
             text = store.get(key) if store else None
             if text is None and client is not None:
                 text = client(request)
-                if store is not None:
+                if text is not None and store is not None:
                     store.put(key, vote, request, text)
             if text is None:
                 missing += 1

@@ -1,0 +1,90 @@
+"""The LLM judge in a live run: votes go to the pinned judge model, are stored, replayed, and
+held to the budget; the model under test may not be the judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
+from pipeline_plumber.fake_api import FakeMessagesAPI
+from test_live_cli import CASES, REPO, answers, plumber, votes
+
+
+def reference_answers() -> dict[str, str]:
+    """The hand-written reference answer of each schema case, keyed by a phrase of its prompt."""
+    out = {}
+    for folder in sorted((REPO / "evals" / "answers").glob("schema-*")):
+        text = (folder / "reference.md").read_text()
+        out[folder.name] = text.split("\n---\n", 1)[1]  # without the hand-written label
+    return out
+
+
+def responder(score: int) -> Any:
+    refs = reference_answers()
+
+    def reply(body: dict[str, Any]) -> str:
+        if body.get("model") == JUDGE_MODEL:
+            return f"The answer states it plainly.\nSCORE: {score}"
+        user = json.dumps(body.get("messages"))
+        case = next((c for c in refs if c.split("-", 1)[1].split("-")[0] in user), None)
+        return refs[case] if case else "no answer"
+
+    return reply
+
+
+def judge_statuses(log: Path) -> list[str]:
+    results = json.loads(log.read_text())["results"]
+    return [c["status"] for r in results for c in r["checks"] if c["scorer"] == "judge"]
+
+
+def test_votes_go_to_the_judge_are_recorded_and_replayed(tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        api.respond_with(responder(9))
+        live = plumber(tmp_path, api, "--live", "--record", "--recordings", "rec",
+                       "--run-dir", "r1")
+        asked = len(api.message_requests())
+        replay = plumber(tmp_path, api, "--replay", "--recordings", "rec", "--run-dir", "r2",
+                         key=None)
+        assert len(api.message_requests()) == asked, "a replay asks nobody, judge included"
+        cast = votes(api)
+    assert len(answers(api)) == CASES
+    assert cast and all(v.body["model"] == JUDGE_MODEL for v in cast)
+    assert all("SCORE: N" in str(v.body["system"]) for v in cast)
+    statuses = judge_statuses(tmp_path / "r1" / "eval-log.json")
+    assert statuses and set(statuses) == {"pass"}, live.stdout + live.stderr
+    assert judge_statuses(tmp_path / "r2" / "eval-log.json") == statuses
+    assert len(list((tmp_path / "rec" / "judge").glob("*.json"))) == len(cast)
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert report["judge"]["sent"] == len(cast) and report["judge"]["cost_usd"] > 0
+    assert replay.returncode == live.returncode
+
+
+def test_low_votes_fail_the_judge_checks(tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        api.respond_with(responder(2))
+        plumber(tmp_path, api, "--live", "--run-dir", "r", "--cache-dir", "c")
+    statuses = judge_statuses(tmp_path / "r" / "eval-log.json")
+    assert statuses and set(statuses) == {"fail"}
+
+
+def test_a_budget_that_covers_the_answers_but_not_the_votes(tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        api.respond_with(responder(9))
+        done = plumber(tmp_path, api, "--live", "--run-dir", "r", "--cache-dir", "c",
+                       "--max-tokens", "200", "--max-usd", "0.1")
+    assert len(answers(api)) == CASES
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["judge"]["skipped_for_budget"] > 0
+    assert report["totals"]["cost_usd"] + report["judge"]["cost_usd"] <= 0.1
+    assert "not-scored" in judge_statuses(tmp_path / "r" / "eval-log.json")
+
+
+def test_the_judge_model_is_not_the_model_under_test(tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        done = plumber(tmp_path, api, "--live", "--run-dir", "r", "--model", JUDGE_MODEL)
+        assert not api.message_requests()
+    assert done.returncode == 2
+    assert "pinned judge model" in done.stderr and "Traceback" not in done.stderr
