@@ -12,19 +12,26 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Build the pack, install it into ./demo, verify the examples, score the evals offline.
+# The main job, no API key: build the pack, install it into the demo project ./demo (its
+# .claude/ folder), prove every example on PostgreSQL, DuckDB and Airflow 3, and score the
+# hand-written reference answers offline (reports in demo/eval-report/).
 demo: setup
+	bash .ci/install-airflow
 	$(PLUMBER) build
 	$(PLUMBER) validate
+	mkdir -p demo
+	$(PLUMBER) install --target demo/.claude
+	$(PLUMBER) status --target demo/.claude
 	$(PLUMBER) verify
+	$(PLUMBER) eval run --answers references --out demo/eval-report
 
 # Everything the tests need (Claude Code from npm, Airflow 3 in its own virtualenv), then
-# the linters, the type checker and the whole suite.
+# the linters, the type checker, every example proven, and the whole suite.
 test: setup
-	@for installer in .ci/install-claude .ci/install-airflow; do \
-	  if [ -f $$installer ]; then bash $$installer || exit 1; fi; done
-	$(PLUMBER) verify
+	bash .ci/install-claude
+	bash .ci/install-airflow
 	$(MAKE) lint
+	$(PLUMBER) verify
 	$(PY) -m pytest -q
 
 lint: setup
