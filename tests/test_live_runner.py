@@ -246,3 +246,16 @@ def test_no_key_and_nothing_stored_is_bad_input(tmp_path: Path, prompts: PackPro
     with pytest.raises(InputError, match="ANTHROPIC_API_KEY"):
         execute(items, RunFolder(tmp_path / "r"), options=RunOptions(), prices=load_prices(),
                 model=MODEL, stores=Stores(), api_key=None)
+
+
+def test_a_bad_price_table_names_file_line_and_field(tmp_path: Path) -> None:
+    from pipeline_plumber.errors import InputError
+
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("version: 1\nunit: USD per million tokens\nbatch_discount: 0.5\nmodels:\n"
+                   "  - {id: m, input: 1, cache_write_5m: 1, cache_write_1h: 1, cache_read: 1,\n"
+                   "     output: 1, checked: 2026-11-26, ouput: 2}\n")
+    with pytest.raises(InputError) as caught:
+        load_prices(bad)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{bad.as_posix()}:6: models[0].ouput: unknown key (did you mean 'output'?)"]

@@ -20,16 +20,15 @@ from ..errors import InputError, Problem
 from .prices import Prices, Usage
 from .request import WorkItem
 from .runner import (
-    ReplayMiss,
     RunOptions,
     Stores,
     Tally,
-    _answer_from_stores,
     _describe,
-    _miss_problems,
     _result,
     redact,
+    require_key,
     save_answer,
+    still_to_send,
     worst_case_usd,
 )
 from .store import RunFolder, now_iso
@@ -44,21 +43,13 @@ def execute_batch(items: Sequence[WorkItem], folder: RunFolder, *, options: RunO
                   progress: Callable[[Mapping[str, Any]], None] | None = None) -> Tally:
     tally = Tally()
     started = time.perf_counter()
-    done = folder.results()
-    todo = [item for item in items if done.get(item.key, {}).get("status") != "ok"]
-    tally.skipped = len(items) - len(todo)
     price = prices.find(model)
     with folder.log() as log:
-        if options.use_stored or options.replay:
-            todo = _answer_from_stores(todo, stores, log, tally, progress)
-        if options.replay and todo:
-            raise ReplayMiss(_miss_problems(todo, stores))
+        done, todo = still_to_send(items, folder, options, stores, log, tally, progress)
         if not todo:
             tally.seconds = time.perf_counter() - started
             return tally
-        if not api_key:
-            raise InputError([Problem(
-                f"ANTHROPIC_API_KEY is not set and {len(todo)} request(s) have no stored answer")])
+        require_key(api_key, todo)
         import anthropic  # slow to import: only where a live call is made
 
         client = anthropic.Anthropic(api_key=api_key, base_url=base_url,

@@ -18,7 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InputError, Problem
-from ..yamlsource import SourceDoc, format_path, load_yaml
+from ..schema_errors import field_names, schema_problems
+from ..yamlsource import load_yaml
 
 PRICES_FILE = Path(__file__).with_name("prices.yaml")
 MTOK = 1_000_000
@@ -140,21 +141,12 @@ def load_prices(path: Path | None = None) -> Prices:
     try:
         parsed = PriceFile.model_validate(doc.data if doc.data is not None else {})
     except ValidationError as err:
-        raise InputError(validation_problems(err, doc)) from err
+        known = field_names([PriceFile, ModelPrice])
+        raise InputError(schema_problems(err, doc, known)) from err
     if parsed.version != 1:
         raise InputError([Problem(f"unknown version {parsed.version}; this plumber reads 1",
                                   file=doc.file, line=doc.line_of(("version",)), field="version")])
     return Prices(tuple(parsed.models), parsed.batch_discount, doc.file)
-
-
-def validation_problems(err: ValidationError, doc: SourceDoc) -> list[Problem]:
-    """One problem per pydantic error, naming the file, line and field."""
-    problems = []
-    for error in err.errors():
-        path = tuple(part for part in error["loc"] if isinstance(part, (str, int)))
-        problems.append(Problem(error["msg"], file=doc.file, line=doc.line_of(path),
-                                field=format_path(path) or None))
-    return problems
 
 
 def estimate_tokens(text: str) -> int:

@@ -262,20 +262,11 @@ def execute(items: Sequence[WorkItem], folder: RunFolder, *, options: RunOptions
     """Bring every item to a result line in `folder` (see the module docstring)."""
     tally = Tally()
     started = time.perf_counter()
-    done = folder.results()
-    todo = [item for item in items if done.get(item.key, {}).get("status") != "ok"]
-    tally.skipped = len(items) - len(todo)
     price = prices.find(model)
     with folder.log() as log:
-        if options.use_stored or options.replay:
-            todo = _answer_from_stores(todo, stores, log, tally, progress)
-        if options.replay and todo:
-            raise ReplayMiss(_miss_problems(todo, stores))
+        _, todo = still_to_send(items, folder, options, stores, log, tally, progress)
         if todo:
-            if not api_key:
-                raise InputError([Problem(
-                    f"ANTHROPIC_API_KEY is not set and {len(todo)} request(s) have no stored "
-                    "answer; set the key, or run offline from recordings with --replay")])
+            api_key = require_key(api_key, todo)
             if options.max_usd is not None and price is None:
                 prices.require(model)
             sender = _Sender(options, prices, price, stores, log, tally, api_key, base_url,
@@ -283,6 +274,32 @@ def execute(items: Sequence[WorkItem], folder: RunFolder, *, options: RunOptions
             asyncio.run(sender.run(todo))
     tally.seconds = time.perf_counter() - started
     return tally
+
+
+def still_to_send(items: Sequence[WorkItem], folder: RunFolder, options: RunOptions,
+                  stores: Stores, log: JsonlLog, tally: Tally,
+                  progress: Callable[[Mapping[str, Any]], None] | None,
+                  ) -> tuple[dict[str, dict[str, Any]], list[WorkItem]]:
+    """The run folder's results so far, and the items that still need a request: those with no
+    `ok` line yet and no stored answer (a stored answer is logged as it is found). Under
+    `--replay` a missing answer raises instead."""
+    done = folder.results()
+    todo = [item for item in items if done.get(item.key, {}).get("status") != "ok"]
+    tally.skipped = len(items) - len(todo)
+    if options.use_stored or options.replay:
+        todo = _answer_from_stores(todo, stores, log, tally, progress)
+    if options.replay and todo:
+        raise ReplayMiss(_miss_problems(todo, stores))
+    return done, todo
+
+
+def require_key(api_key: str | None, todo: Sequence[WorkItem]) -> str:
+    """The key, or one clear line saying why none is needed offline."""
+    if not api_key:
+        raise InputError([Problem(
+            f"ANTHROPIC_API_KEY is not set and {len(todo)} request(s) have no stored answer; "
+            "set the key, or run offline from recordings with --replay")])
+    return api_key
 
 
 def _answer_from_stores(todo: list[WorkItem], stores: Stores, log: JsonlLog, tally: Tally,
