@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,15 @@ def test_a_text_example_has_nothing_to_run() -> None:
     result = run_verify("--only", "etl-diagram")
     assert result.exit_code == 2
     assert "text example with no proof" in result.output
+
+
+def test_an_unreachable_server_is_one_line_not_a_failure_per_example() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_verify("--postgres", f"host=127.0.0.1 port={port} password=hunter22",
+                        "--only", "cte-readability")
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert "cannot connect to the PostgreSQL server given by --postgres" in result.output
+    assert "hunter22" not in result.output

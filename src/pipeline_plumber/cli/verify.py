@@ -35,16 +35,18 @@ def verify(kb_dir: Path | None, dsn: str | None, only: tuple[str, ...], as_json:
 
     kb = load_kb(kb_dir or default_kb())
 
+    header = [f"{'example':<28} {'engine':<9} {'result':<5} {'time':>7}"]
+
     def progress(outcome: Outcome) -> None:
         if not as_json:
+            if header:  # printed with the first result, so an early error stands alone
+                click.echo(header.pop())
             mark = "ok" if outcome.passed else "FAIL"
             click.echo(f"{outcome.example:<28} {outcome.engine:<9} {mark:<5} "
                        f"{outcome.seconds:6.2f}s  {outcome.checks} check(s)")
             for failure in outcome.failures:
                 click.echo(f"    {outcome.example}: {failure}")
 
-    if not as_json:
-        click.echo(f"{'example':<28} {'engine':<9} {'result':<5} {'time':>7}")
     report = run_verify(kb, postgres_dsn=dsn, only=only, progress=progress)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, Problem
+from ..errors import EnvironmentProblem, InputError, Problem
 from ..kb import Example, KnowledgeBase, required_ids
 
 AIRFLOW_PYTHON_ENV = "PLUMBER_AIRFLOW_PYTHON"
@@ -129,6 +129,8 @@ def verify(
     with contextlib.ExitStack() as stack:
         env = Env(postgres_dsn=postgres_dsn, airflow_python=airflow_python)
         if postgres_dsn is not None:
+            if any(_needs_postgres(ex, by_id) for ex in chosen):
+                _check_server(postgres_dsn)
             env.postgres_label = "given DSN"
         else:
             env._start_postgres = lambda: _throwaway(stack, env)
@@ -139,6 +141,25 @@ def verify(
             if progress:
                 progress(outcome)
         return Report(tuple(outcomes), time.perf_counter() - started, env.postgres_label)
+
+
+def _needs_postgres(example: Example, by_id: dict[str, Example]) -> bool:
+    ids = [example.id, *required_ids(by_id, example.id)]
+    proofs = [by_id[i].proof for i in ids]
+    return any(proof is not None and proof.engine == "postgres" for proof in proofs)
+
+
+def _check_server(dsn: str) -> None:
+    """One clear line when the given server cannot be reached, rather than a failure per
+    example."""
+    import psycopg
+
+    try:
+        psycopg.connect(dsn, connect_timeout=10, autocommit=True).close()
+    except psycopg.Error as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EnvironmentProblem(
+            f"cannot connect to the PostgreSQL server given by --postgres: {reason}") from err
 
 
 def _throwaway(stack: contextlib.ExitStack, env: Env) -> str:
