@@ -88,3 +88,12 @@ def test_the_judge_model_is_not_the_model_under_test(tmp_path: Path) -> None:
         assert not api.message_requests()
     assert done.returncode == 2
     assert "pinned judge model" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_votes_are_sent_concurrently(tmp_path: Path) -> None:
+    """Three answers can never be four in flight: a peak of 4 at -j 4 is the judge's votes."""
+    with FakeMessagesAPI(latency=0.2) as api:
+        api.respond_with(responder(9))
+        plumber(tmp_path, api, "--live", "--run-dir", "r", "--cache-dir", "c", "-j", "4")
+        assert len(votes(api)) > 4
+        assert api.max_in_flight == 4

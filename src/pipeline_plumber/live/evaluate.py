@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
-from .judging import LayeredJudgeStore, LiveJudge, check_model_differs_from_judge
+from ..evals.scorers.judge import JUDGE_MODEL
+from .judging import (
+    LayeredJudgeStore,
+    ask_judge,
+    check_model_differs_from_judge,
+    pending_votes,
+)
 from .prices import Prices
 from .report import PassRule, Verdict, build_report, markdown
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
@@ -154,15 +160,22 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
     results = folder.results()
     verdicts: dict[str, Verdict] = {}
     offline_results = []
-    judge = None
-    if not options.replay:
-        answers_usd = sum(float(r.get("cost_usd") or 0.0) for r in results.values())
-        judge = LiveJudge(options, req.prices, answers_usd, req.api_key, req.base_url)
     judge_dirs = [recordings / "judge", *([req.cache_dir / "judge"] if req.cache_dir else [])]
     judge_write = recordings / "judge" if req.record else (
         req.cache_dir / "judge" if req.cache_dir else None)
     judge_store = LayeredJudgeStore(judge_dirs, judge_write)
-    with Resources(judge_store=judge_store, judge_client=judge) as resources:
+    judge = None
+    if not options.replay:
+        answered = [(by_id[item.case_id], str(results[item.key].get("text") or ""))
+                    for item in plan.items
+                    if results.get(item.key, {}).get("status") == "ok"]
+        votes = pending_votes(suite, answered, judge_store)
+        if votes:
+            say(f"judge: asking {JUDGE_MODEL} for {len(votes)} vote(s)")
+        answers_usd = sum(float(r.get("cost_usd") or 0.0) for r in results.values())
+        judge = ask_judge(votes, judge_store, options=options, prices=req.prices,
+                          spent_before=answers_usd, api_key=req.api_key, base_url=req.base_url)
+    with Resources(judge_store=judge_store) as resources:
         for item in plan.items:
             result = results.get(item.key)
             if not result or result.get("status") != "ok":
@@ -187,8 +200,7 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
     report = build_report(plan.items, results, verdicts, model=model, repeats=plan.repeats,
                           pass_rule=req.pass_rule, estimate_usd=estimate_usd)
     if judge is not None:
-        judge.close()
-        report["judge"] = judge.summary()
+        report["judge"] = judge.to_json()
         for error in judge.errors[:3]:
             say(f"judge: {error}")
     write_json_atomic(folder.path / REPORT_JSON, report)

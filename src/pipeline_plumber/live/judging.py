@@ -1,23 +1,34 @@
-"""The LLM judge in a live run: votes sent to the pinned judge model, priced, and held to the
-run's budget.
+"""The LLM judge in a live run: votes asked of the pinned judge model, concurrently, priced, and
+held to the run's budget.
 
-Offline, judge checks read recorded verdicts (`evals/recordings/judge/`). In a live run the
-votes that are not recorded yet are asked of the judge model, one request per vote, and stored
-beside the answers (the recordings with `--record`, else the local cache), so a rerun or a
-replay asks nothing. A vote that would pass `--max-usd` is not sent: its check is "not scored"
-and the run ends with the budget status. `--replay` never sends a vote.
+Offline, judge checks read recorded verdicts (`evals/recordings/judge/`). In a live run, once the
+answers are in, every vote the answers' judge checks need and no store holds is sent to the
+judge model, `-j` at a time (the SDK retries 429/529 honouring `retry-after`), and stored beside
+the answers: in the recordings with `--record`, else in the local cache. Scoring then reads them
+like recorded ones, so a rerun or a replay asks nothing. A vote that would pass `--max-usd` is
+not sent: its check is "not scored" and the run ends with the budget status. `--replay` sends
+no vote.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem
-from ..evals.scorers.judge import JUDGE_MODEL, JudgeStore
-from .prices import Prices, Usage, estimate_tokens
+from ..evals.cases import Case, Suite
+from ..evals.scorers.judge import (
+    DEFAULT_VOTES,
+    JUDGE_MODEL,
+    JudgeStore,
+    judge_request,
+    request_key,
+)
+from .prices import MTOK, Prices, Usage, estimate_tokens
 from .runner import RunOptions, redact
 
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
@@ -42,9 +53,12 @@ class LayeredJudgeStore(JudgeStore):
     def __init__(self, read: list[Path], write: Path | None) -> None:
         super().__init__(write or read[0])
         self._read = [JudgeStore(folder) for folder in read]
-        self._write = write
+        self._write = JudgeStore(write) if write else None
+        self._memory: dict[str, str] = {}  # this run's votes, when there is nowhere to keep them
 
     def get(self, key: str) -> str | None:
+        if key in self._memory:
+            return self._memory[key]
         for store in self._read:
             text = store.get(key)
             if text is not None:
@@ -52,66 +66,105 @@ class LayeredJudgeStore(JudgeStore):
         return None
 
     def put(self, key: str, vote: int, request: dict[str, Any], text: str) -> Path:
+        self._memory[key] = text
         if self._write is None:
             return self.folder / f"{key}.json"
-        return JudgeStore(self._write).put(key, vote, request, text)
+        return self._write.put(key, vote, request, text)
+
+
+@dataclass(frozen=True)
+class Vote:
+    key: str
+    vote: int
+    request: dict[str, Any]
+
+
+def pending_votes(suite: Suite, answered: Iterable[tuple[Case, str]],
+                  store: JudgeStore) -> list[Vote]:
+    """Every vote that the judge checks of these (case, answer text) pairs need and `store`
+    does not hold, each once."""
+    seen: set[str] = set()
+    out = []
+    for case, text in answered:
+        for check in suite.checks_for(case):
+            if check.scorer != "judge":
+                continue
+            request = judge_request(str(check.args["criterion"]), case.spec.prompt, text)
+            for vote in range(int(check.args.get("votes", DEFAULT_VOTES))):
+                key = request_key(request, vote)
+                if key not in seen and store.get(key) is None:
+                    seen.add(key)
+                    out.append(Vote(key, vote, request))
+    return out
 
 
 @dataclass
-class LiveJudge:
-    """A `JudgeClient`: sends one vote, returns its text; None when the budget forbids it or the
-    request failed for good (the check is then "not scored", never a pass)."""
-
-    options: RunOptions
-    prices: Prices
-    spent_before: float
-    api_key: str | None = None
-    base_url: str | None = None
+class JudgeSummary:
     sent: int = 0
     failed: int = 0
     skipped_for_budget: int = 0
-    spent_usd: float = 0.0
+    cost_usd: float = 0.0
     errors: list[str] = field(default_factory=list)
-    _client: Any = None
 
-    def __call__(self, request: dict[str, Any]) -> str | None:
-        price = self.prices.find(str(request["model"]))
-        if self.options.max_usd is not None:
-            if price is None:
-                self.skipped_for_budget += 1
-                return None
-            text = str(request.get("system", "")) + str(request.get("messages", ""))
-            worst = (estimate_tokens(text) * max(price.input, price.cache_write_5m)
-                     + int(request["max_tokens"]) * price.output) / 1_000_000
-            if self.spent_before + self.spent_usd + worst > self.options.max_usd:
-                self.skipped_for_budget += 1
-                return None
-        import anthropic
-
-        if self._client is None:
-            self._client = anthropic.Anthropic(
-                api_key=self.api_key, base_url=self.base_url,
-                max_retries=self.options.max_retries, timeout=self.options.timeout)
-        try:
-            message = self._client.messages.create(**request)
-        except anthropic.APIError as err:
-            self.failed += 1
-            self.errors.append(redact(f"{type(err).__name__}: {err}", self.api_key))
-            return None
-        self.sent += 1
-        if price is not None:
-            self.spent_usd += self.prices.cost(price, Usage.from_api(message.usage.model_dump()))
-        return "".join(block.text for block in message.content if block.type == "text")
-
-    @property
-    def budget_exceeded(self) -> bool:
-        return self.skipped_for_budget > 0
-
-    def summary(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"model": JUDGE_MODEL, "sent": self.sent, "failed": self.failed,
                 "skipped_for_budget": self.skipped_for_budget,
-                "cost_usd": round(self.spent_usd, 6)}
+                "cost_usd": round(self.cost_usd, 6)}
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+
+def ask_judge(votes: list[Vote], store: JudgeStore, *, options: RunOptions, prices: Prices,
+              spent_before: float, api_key: str | None, base_url: str | None) -> JudgeSummary:
+    """Send `votes`, at most `options.jobs` at a time, storing each verdict as it arrives."""
+    summary = JudgeSummary()
+    if votes:
+        asyncio.run(_ask(votes, store, options, prices, spent_before, api_key, base_url,
+                         summary))
+    return summary
+
+
+async def _ask(votes: list[Vote], store: JudgeStore, options: RunOptions, prices: Prices,
+               spent_before: float, api_key: str | None, base_url: str | None,
+               summary: JudgeSummary) -> None:
+    import anthropic  # slow to import: only where a live call is made
+
+    price = prices.find(JUDGE_MODEL)
+    limit = asyncio.Semaphore(options.jobs)
+    reserved = 0.0
+
+    def worst(vote: Vote) -> float:
+        assert price is not None
+        text = str(vote.request.get("system", "")) + str(vote.request.get("messages", ""))
+        dearest = max(price.input, price.cache_write_5m)
+        return (estimate_tokens(text) * dearest
+                + int(vote.request["max_tokens"]) * price.output) / MTOK
+
+    async def one(client: anthropic.AsyncAnthropic, vote: Vote) -> None:
+        nonlocal reserved
+        async with limit:
+            cost_bound = 0.0
+            if options.max_usd is not None:
+                cost_bound = worst(vote) if price is not None else float("inf")
+                if spent_before + summary.cost_usd + reserved + cost_bound > options.max_usd:
+                    summary.skipped_for_budget += 1
+                    return
+                reserved += cost_bound
+            try:
+                message = await client.messages.create(**vote.request)
+            except anthropic.APIError as err:
+                summary.failed += 1
+                summary.errors.append(redact(f"{type(err).__name__}: {err}", api_key))
+                return
+            finally:
+                reserved -= cost_bound
+            summary.sent += 1
+            if price is not None:
+                summary.cost_usd += prices.cost(price, Usage.from_api(message.usage.model_dump()))
+            text = "".join(b.text for b in message.content if b.type == "text")
+            store.put(vote.key, vote.vote, vote.request, text)
+
+    client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url,
+                                      max_retries=options.max_retries, timeout=options.timeout)
+    try:
+        await asyncio.gather(*(one(client, vote) for vote in votes))
+    finally:
+        await client.close()

@@ -53,11 +53,10 @@ class Resources:
     """What scorers share over a run: a PostgreSQL cluster started on first use, recorded judge
     verdicts. Close it (or use it as a context manager) to stop the cluster."""
 
-    def __init__(self, *, judge_store: Any = None, judge_client: Any = None) -> None:
+    def __init__(self, *, judge_store: Any = None) -> None:
         self._stack = contextlib.ExitStack()
         self._pg_dsn: str | None = None
         self.judge_store = judge_store
-        self.judge_client = judge_client
 
     def postgres_dsn(self) -> str:
         """DSN of the run's throwaway PostgreSQL cluster, started the first time it is asked."""

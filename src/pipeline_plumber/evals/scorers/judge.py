@@ -5,9 +5,9 @@ line. Each vote is its own request (the vote number is part of the recording key
 has no temperature to make answers repeatable). The mean of the valid votes, divided by 10, is
 compared with `threshold` here, in code, never by the model.
 
-Offline, verdicts come from `evals/recordings/judge/` (written by the live runner). With no
-recorded verdict and no client, the check is "not scored": reported, excluded from the case's
-score, never counted as a pass.
+Verdicts come from `evals/recordings/judge/` (a live run asks the judge for the missing ones
+before scoring and stores them there or in its cache). With no stored verdict, the check is
+"not scored": reported, excluded from the case's score, never counted as a pass.
 
 Recorded verdict, one JSON file per vote, `evals/recordings/judge/<key>.json`::
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ JUDGE_MODEL = "claude-opus-5"
 """Pinned, and different from the model under test (a live run refuses to test it); recorded
 in every run log."""
 JUDGE_MAX_TOKENS = 1024
+DEFAULT_VOTES = 3
 JUDGE_FORMAT = "pipeline-plumber/judge-verdict"
 JUDGE_VERSION = 1
 
@@ -44,11 +44,6 @@ JUDGE_SYSTEM = (
     "to 10 (fully met)."
 )
 _SCORE_LINE = re.compile(r"^\s*\**SCORE:\**\s*(\d+(?:\.\d+)?)\s*$")
-
-JudgeClient = Callable[[dict[str, Any]], str | None]
-"""Sends one judge request and returns the reply text, or None when it may not be sent (the
-live runner supplies it)."""
-
 
 def judge_request(criterion: str, prompt: str, answer_text: str) -> dict[str, Any]:
     """The Messages API request for one vote (pure: no I/O, no key)."""
@@ -107,7 +102,7 @@ class JudgeStore:
 
 
 @scorer("judge")
-def judge(*, criterion: str, votes: int = 3, threshold: float = 0.7) -> ScoreFn:
+def judge(*, criterion: str, votes: int = DEFAULT_VOTES, threshold: float = 0.7) -> ScoreFn:
     """A criterion graded by the pinned judge model: mean of `votes` verdicts >= `threshold`.
 
     Passes: `{criterion: "Explains how the schema evolves without breaking consumers"}` with
@@ -119,16 +114,11 @@ def judge(*, criterion: str, votes: int = 3, threshold: float = 0.7) -> ScoreFn:
     def score(answer: Answer, ctx: Context) -> Score:
         request = judge_request(criterion, ctx.prompt, answer.text)
         store: JudgeStore | None = ctx.resources.judge_store
-        client: JudgeClient | None = ctx.resources.judge_client
         values: list[float] = []
         missing = unparsable = 0
         for vote in range(votes):
             key = request_key(request, vote)
             text = store.get(key) if store else None
-            if text is None and client is not None:
-                text = client(request)
-                if text is not None and store is not None:
-                    store.put(key, vote, request, text)
             if text is None:
                 missing += 1
                 continue
