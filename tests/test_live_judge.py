@@ -76,6 +76,7 @@ def test_a_budget_that_covers_the_answers_but_not_the_votes(tmp_path: Path) -> N
                        "--max-tokens", "200", "--max-usd", "0.1")
     assert len(answers(api)) == CASES
     assert done.returncode == 3, done.stdout + done.stderr
+    assert f"estimate: judge {JUDGE_MODEL}, at most " in done.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["judge"]["skipped_for_budget"] > 0
     assert report["totals"]["cost_usd"] + report["judge"]["cost_usd"] <= 0.1

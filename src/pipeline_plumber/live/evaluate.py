@@ -19,6 +19,7 @@ from .judging import (
     LayeredJudgeStore,
     ask_judge,
     check_model_differs_from_judge,
+    estimate_judge,
     pending_votes,
 )
 from .prices import Prices
@@ -144,6 +145,13 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
             "stored answers cost nothing")
     else:
         say(f"estimate: no price for model '{model}' in {req.prices.source}")
+    if not req.options.replay:
+        vote_count, judge_usd = estimate_judge(
+            suite, [by_id[i.case_id] for i in left], plan.config.max_tokens, req.prices)
+        if vote_count:
+            bound = "no price known" if judge_usd is None else f"at most ${judge_usd:.4f}"
+            say(f"estimate: judge {JUDGE_MODEL}, at most {vote_count} vote(s), {bound}; "
+                "stored votes cost nothing")
 
     options = req.options
     common: dict[str, Any] = {"options": options, "prices": req.prices, "model": model,

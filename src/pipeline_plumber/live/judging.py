@@ -23,6 +23,7 @@ from ..errors import InputError, Problem
 from ..evals.cases import Case, Suite
 from ..evals.scorers.judge import (
     DEFAULT_VOTES,
+    JUDGE_MAX_TOKENS,
     JUDGE_MODEL,
     JudgeStore,
     judge_request,
@@ -96,6 +97,29 @@ def pending_votes(suite: Suite, answered: Iterable[tuple[Case, str]],
                     seen.add(key)
                     out.append(Vote(key, vote, request))
     return out
+
+
+def estimate_judge(suite: Suite, cases: Iterable[Case], answer_max_tokens: int,
+                   prices: Prices) -> tuple[int, float | None]:
+    """At most how many votes the answers to `cases` (one entry per answer) can need, and at
+    most what they cost: each vote reads the prompt, the criterion and an answer as long as
+    `max_tokens`, and writes `JUDGE_MAX_TOKENS`. None when the judge model has no price."""
+    price = prices.find(JUDGE_MODEL)
+    count = 0
+    usd = 0.0
+    for case in cases:
+        for check in suite.checks_for(case):
+            if check.scorer != "judge":
+                continue
+            request = judge_request(str(check.args["criterion"]), case.spec.prompt, "")
+            n = int(check.args.get("votes", DEFAULT_VOTES))
+            count += n
+            if price is not None:
+                text = str(request["system"]) + str(request["messages"])
+                tokens = estimate_tokens(text) + answer_max_tokens
+                usd += n * (tokens * max(price.input, price.cache_write_5m)
+                            + JUDGE_MAX_TOKENS * price.output) / MTOK
+    return count, (usd if price is not None else None)
 
 
 @dataclass
