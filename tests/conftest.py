@@ -38,6 +38,24 @@ def fake_api() -> Iterator[FakeMessagesAPI]:
         yield api
 
 
+FAKE_REPLY = "pong from the fake"
+"""What `module_api` answers when a test queues nothing."""
+
+
+@pytest.fixture(scope="module")
+def module_api() -> Iterator[FakeMessagesAPI]:
+    """One server for a module (Claude Code runs are many); use `api`, which resets it."""
+    with FakeMessagesAPI(default_reply=FAKE_REPLY) as api:
+        yield api
+
+
+@pytest.fixture
+def api(module_api: FakeMessagesAPI) -> FakeMessagesAPI:
+    """The module's server, reset: a test sees only its own run's records."""
+    module_api.reset()
+    return module_api
+
+
 @pytest.fixture(scope="session")
 def claude_cli() -> Path:
     """The Claude Code binary: `$PLUMBER_CLAUDE_BIN`, else the one `.ci/install-claude` puts in

@@ -19,13 +19,12 @@ Observed on Claude Code 2.1.328 and pinned here so an upgrade that moves things 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import run_claude
+from conftest import FAKE_REPLY, run_claude
 from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
 
 AGENT_BODY = "You are the probe agent. Answer every probe with one short line."
@@ -77,19 +76,6 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def module_api() -> Iterator[FakeMessagesAPI]:
-    """One server for the module; each test resets it and sees only its own run's records."""
-    with FakeMessagesAPI(default_reply="pong from the fake") as api:
-        yield api
-
-
-@pytest.fixture
-def api(module_api: FakeMessagesAPI) -> FakeMessagesAPI:
-    module_api.reset()
-    return module_api
-
-
-@pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("project"))
 
@@ -112,7 +98,7 @@ def test_plain_prompt_gets_the_fake_reply(
 ) -> None:
     proc, records = plain_run
     assert proc.returncode == 0, explain(proc)
-    assert proc.stdout.strip() == "pong from the fake"
+    assert proc.stdout.strip() == FAKE_REPLY
     first = records[0]
     assert (first.method, first.path) == ("POST", "/v1/messages?beta=true")
     assert first.body["stream"] is True
@@ -144,7 +130,7 @@ def test_forked_command_runs_in_the_agent(
 ) -> None:
     proc, records = run_claude(claude_cli, api, project, ["-p", "/pp:probe orders table"], tmp_path)
     assert proc.returncode == 0, explain(proc)
-    assert proc.stdout.strip() == "pong from the fake"
+    assert proc.stdout.strip() == FAKE_REPLY
     (body,) = model_requests(records)
     assert body["system"][2]["text"].startswith(AGENT_BODY)
     user = body["messages"][0]

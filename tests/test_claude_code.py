@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import claude_env, run_claude
+from conftest import FAKE_REPLY, claude_env, run_claude
 from install_support import AGENT, COMMANDS, REPO, plumber_in
 from pipeline_plumber import frontmatter
 from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
@@ -39,18 +38,6 @@ AGENT_BODY = frontmatter.split((REPO / AGENT).read_text())[1]
 COMMAND_DESCRIPTIONS = {
     name: _fields(REPO / "commands" / f"{name}.md")["description"] for name in COMMANDS
 }
-
-
-@pytest.fixture(scope="module")
-def module_api() -> Iterator[FakeMessagesAPI]:
-    with FakeMessagesAPI(default_reply="fake answer") as api:
-        yield api
-
-
-@pytest.fixture
-def api(module_api: FakeMessagesAPI) -> FakeMessagesAPI:
-    module_api.reset()
-    return module_api
 
 
 @pytest.fixture
@@ -128,7 +115,7 @@ def claude(
     """`claude ARGS`; the model requests it made. Fails unless it ran cleanly."""
     proc, records = run_claude(claude_cli, api, cwd, list(args), home)
     assert proc.returncode == 0, explain(proc)
-    assert proc.stdout.strip() == "fake answer", explain(proc)
+    assert proc.stdout.strip() == FAKE_REPLY, explain(proc)
     requests = model_requests(records)
     assert requests, explain(proc)
     return requests
