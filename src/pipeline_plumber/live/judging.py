@@ -29,7 +29,7 @@ from ..evals.scorers.judge import (
     judge_request,
     request_key,
 )
-from .prices import MTOK, Prices, Usage, estimate_tokens
+from .prices import MTOK, ModelPrice, Prices, Usage, estimate_tokens
 from .runner import RunOptions, redact
 
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
@@ -99,6 +99,15 @@ def pending_votes(suite: Suite, answered: Iterable[tuple[Case, str]],
     return out
 
 
+def vote_bound_usd(request: dict[str, Any], price: ModelPrice, *, extra_tokens: int = 0) -> float:
+    """At most what one vote costs: its input (plus `extra_tokens`) at the dearer input rate,
+    and all of its `max_tokens` written."""
+    text = str(request.get("system", "")) + str(request.get("messages", ""))
+    tokens = estimate_tokens(text) + extra_tokens
+    return (tokens * max(price.input, price.cache_write_5m)
+            + int(request.get("max_tokens", JUDGE_MAX_TOKENS)) * price.output) / MTOK
+
+
 def estimate_judge(suite: Suite, cases: Iterable[Case], answer_max_tokens: int,
                    prices: Prices) -> tuple[int, float | None]:
     """At most how many votes the answers to `cases` (one entry per answer) can need, and at
@@ -115,10 +124,7 @@ def estimate_judge(suite: Suite, cases: Iterable[Case], answer_max_tokens: int,
             n = int(check.args.get("votes", DEFAULT_VOTES))
             count += n
             if price is not None:
-                text = str(request["system"]) + str(request["messages"])
-                tokens = estimate_tokens(text) + answer_max_tokens
-                usd += n * (tokens * max(price.input, price.cache_write_5m)
-                            + JUDGE_MAX_TOKENS * price.output) / MTOK
+                usd += n * vote_bound_usd(request, price, extra_tokens=answer_max_tokens)
     return count, (usd if price is not None else None)
 
 
@@ -155,19 +161,13 @@ async def _ask(votes: list[Vote], store: JudgeStore, options: RunOptions, prices
     limit = asyncio.Semaphore(options.jobs)
     reserved = 0.0
 
-    def worst(vote: Vote) -> float:
-        assert price is not None
-        text = str(vote.request.get("system", "")) + str(vote.request.get("messages", ""))
-        dearest = max(price.input, price.cache_write_5m)
-        return (estimate_tokens(text) * dearest
-                + int(vote.request["max_tokens"]) * price.output) / MTOK
-
     async def one(client: anthropic.AsyncAnthropic, vote: Vote) -> None:
         nonlocal reserved
         async with limit:
             cost_bound = 0.0
             if options.max_usd is not None:
-                cost_bound = worst(vote) if price is not None else float("inf")
+                cost_bound = (vote_bound_usd(vote.request, price) if price is not None
+                              else float("inf"))
                 if spent_before + summary.cost_usd + reserved + cost_bound > options.max_usd:
                     summary.skipped_for_budget += 1
                     return
