@@ -117,6 +117,22 @@ def test_a_failed_write_leaves_the_output_as_it_was(tmp_path: Path) -> None:
     assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
 
 
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664)])
+def test_build_output_has_the_mode_the_umask_gives(
+    tmp_path: Path, mask: int, expected: int
+) -> None:
+    kb = copy_minimal_kb(tmp_path)
+    out = tmp_path / "o"
+    saved = os.umask(mask)
+    try:
+        result = plumber("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
+    finally:
+        os.umask(saved)
+    assert result.exit_code == 0, result.output
+    modes = {p.relative_to(out).as_posix(): p.stat().st_mode & 0o777 for p in out.rglob("*.md")}
+    assert modes and set(modes.values()) == {expected}, modes
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import __version__, frontmatter
+from . import __version__, atomic, frontmatter
 from .errors import CheckFailed, InputError, Problem
 from .kb import KnowledgeBase, load_kb
 from .lint import lint_pack
@@ -86,16 +84,13 @@ def write(out_dir: Path, pack: Pack) -> list[Change]:
             if change.kind in ("create", "update"):
                 target = out_dir / change.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-                with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                    handle.write(pack.files[change.path])
-                staged.append((Path(name), target))
+                staged.append((atomic.stage(target, pack.files[change.path]), target))
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
         raise
     for tmp, target in staged:
-        os.replace(tmp, target)
+        atomic.commit(tmp, target)
     for change in changes:
         if change.kind == "delete":
             (out_dir / change.path).unlink()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from .. import atomic
 from .runner import Calibration, RunResult
 from .scoring import CaseResult
 
@@ -164,9 +164,7 @@ def write_reports(run: RunResult, folder: Path, *, with_html: bool = False) -> l
     written = []
     for name, text in texts.items():
         path = folder / name
-        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        atomic.write_atomic(path, text)
         written.append(path)
     return written
 

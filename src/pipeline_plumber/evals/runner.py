@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, atomic
 from ..errors import InputError, Problem
 from .answers import Answer
 from .cases import Case, Suite
@@ -101,9 +101,7 @@ def write_recording(folder: Path, case: Case, *, key: str, repeat: int, model: s
               "case_id": case.id, "prompt_sha256": case.prompt_digest, "repeat": repeat,
               "model": model, "request": request, "response": response,
               "recorded_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic.write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return path
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import atomic
 from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
 from ..evals.scorers.judge import JUDGE_MODEL
 from .judging import (
@@ -212,7 +213,7 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
         for error in judge.errors[:3]:
             say(f"judge: {error}")
     write_json_atomic(folder.path / REPORT_JSON, report)
-    (folder.path / REPORT_MD).write_text(markdown(report), encoding="utf-8")
+    atomic.write_atomic(folder.path / REPORT_MD, markdown(report))
 
     pruned: list[Path] = []
     if req.record:

@@ -37,11 +37,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import atomic
 from ..errors import InputError, Problem
 
 RUN_FORMAT = "pipeline-plumber/live-run"
@@ -74,7 +74,7 @@ class JsonlLog:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         _cut_torn_tail(path)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def append(self, record: Mapping[str, Any]) -> None:
         data = (dumps(record) + "\n").encode()
@@ -144,18 +144,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
     """Write JSON to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n",
+                        durable=durable)
 
 
 def read_json(path: Path) -> Any:

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ... import atomic
 from ..answers import Answer
 from . import Context, Score, ScoreFn, scorer
 
@@ -95,9 +96,7 @@ class JudgeStore:
         path = self.folder / f"{key}.json"
         record = {"format": JUDGE_FORMAT, "version": JUDGE_VERSION, "key": key, "vote": vote,
                   "model": request.get("model"), "request": request, "text": text}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic.write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         return path
 
 
