@@ -34,6 +34,7 @@ import glob
 import os
 import pwd
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -67,8 +68,24 @@ FAST_SETTINGS: Mapping[str, str] = {
     "log_timezone": "'UTC'",
     "wal_level": "logical",
     "max_connections": "50",
+    "temp_file_limit": "'2GB'",
+    "work_mem": "'16MB'",
 }
-"""postgresql.conf lines for a cluster whose data may be lost at any moment."""
+"""postgresql.conf lines for a cluster whose data may be lost at any moment. temp_file_limit
+can only be changed by a superuser; work_mem is only a default (any session may raise it: the
+memory limit of the server process is what bounds it)."""
+
+SERVER_MEMORY_LIMIT = 2 << 30
+"""RLIMIT_AS of the postmaster, inherited by every backend: a query that asks for more gets
+PostgreSQL's "out of memory" error instead of pushing the machine into swap or the OOM killer."""
+
+HBA = """\
+# pipeline_plumber throwaway cluster: the superuser anywhere, anyone else only into the
+# database named after it
+local all {superuser} scram-sha-256
+host all {superuser} 127.0.0.1/32 scram-sha-256
+host sameuser all 127.0.0.1/32 scram-sha-256
+"""
 
 INSTALL_HINT = (
     "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; "
@@ -176,7 +193,7 @@ def _run(
     argv: Sequence[str], account: Account | None, cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run a server binary as the cluster's account, capturing its output."""
-    env = _server_env()
+    env = server_env(Path(argv[0]).parent)
     # As root, subprocess drops to the account itself (setgroups, setgid, setuid): no runuser
     # or sudo needed, and root's supplementary groups are not inherited.
     try:
@@ -196,41 +213,50 @@ def _run(
         raise EnvironmentProblem(f"{Path(argv[0]).name} took more than {timeout:.0f} s") from err
 
 
-def _server_env() -> dict[str, str]:
-    """A small, predictable environment for the server binaries (no PG* from the caller)."""
+def server_env(bindir: Path) -> dict[str, str]:
+    """The whole environment of the server binaries, built from nothing.
+
+    Nothing is inherited: no API key, token, HOME or PG* variable of ours reaches the server
+    or anything it could spawn.
+    """
     return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin",
         "LC_ALL": "C",
         "LANG": "C",
         "TZ": "UTC",
     }
 
 
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGQUIT the server (immediate shutdown) when we die.
+def _server_preexec(memory_limit: int | None) -> Callable[[], None]:
+    """A preexec_fn for the postmaster: limits every backend inherits, and on Linux a request
+    to SIGQUIT the server (immediate shutdown) when we die.
 
     So a test run that is killed (a timeout, SIGKILL) leaves no server behind; the finally of
     throwaway_cluster covers every other exit. It runs after subprocess has dropped to the
-    cluster's account, so the setting survives the change of user. None off Linux.
+    cluster's account, so the setting survives the change of user.
     """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
     parent = os.getpid()
 
     def hook() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
-        if os.getppid() != parent:  # the parent died before the hook ran
-            os._exit(1)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
+            if os.getppid() != parent:  # the parent died before the hook ran
+                os._exit(1)
 
     return hook
 
 
 def _start_server(
-    postgres: Path, data: Path, log: Path, account: Account | None
+    postgres: Path, data: Path, log: Path, account: Account | None, memory_limit: int | None
 ) -> subprocess.Popen[bytes]:
     """Start the postmaster as our child, its output appended to ``log``.
 
@@ -244,9 +270,9 @@ def _start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=data.parent,
-            env=_server_env(),
+            env=server_env(postgres.parent),
             start_new_session=True,  # a Ctrl-C meant for us reaches the server through finally
-            preexec_fn=_die_with_parent_hook(),
+            preexec_fn=_server_preexec(memory_limit),
             user=None if account is None else account.uid,
             group=None if account is None else account.gid,
             extra_groups=None if account is None else [],
@@ -315,12 +341,14 @@ def throwaway_cluster(
     search_dirs: Iterable[Path] | None = None,
     settings: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
+    memory_limit: int | None = SERVER_MEMORY_LIMIT,
 ) -> Iterator[str]:
     """Start a new PostgreSQL cluster and yield its DSN; stop and delete it on exit.
 
     ``search_dirs`` replaces the default binary search (tests point it at an empty folder);
     ``settings`` adds or overrides postgresql.conf lines (values as SQL literals: ``"'UTC'"``);
-    ``base_dir`` is where the temporary folder goes (default: the system temp dir).
+    ``base_dir`` is where the temporary folder goes (default: the system temp dir);
+    ``memory_limit`` is each server process's address-space limit in bytes (None: none).
     Raises EnvironmentProblem when the binaries are missing or the server cannot start.
     """
     bindir = find_server_bindir(search_dirs)
@@ -363,10 +391,11 @@ def throwaway_cluster(
         if done.returncode != 0:
             raise EnvironmentProblem(f"initdb failed: {_tail(done.stderr or done.stdout)}")
 
+        (data / "pg_hba.conf").write_text(HBA.format(superuser=SUPERUSER), encoding="utf-8")
         for attempt in range(PORT_ATTEMPTS):
             port = _free_port()
             _write_settings(data / "postgresql.conf", port, socket_dir, settings or {})
-            server = _start_server(bindir / "postgres", data, log, account)
+            server = _start_server(bindir / "postgres", data, log, account, memory_limit)
             if _wait_until_ready(server, data, START_TIMEOUT_S):
                 break
             server_log = log.read_text(encoding="utf-8", errors="replace")

@@ -17,13 +17,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import ConfigDict, ValidationError, validate_call
 
 from ..answers import Answer, guess_dialect
+
+if TYPE_CHECKING:
+    from ...sandbox import Engine, Sandbox, SqlSession
 
 Status = Literal["pass", "fail", "not-scored"]
 
@@ -50,33 +54,38 @@ class Score:
 
 
 class Resources:
-    """What scorers share over a run: a PostgreSQL cluster started on first use, recorded judge
-    verdicts. Close it (or use it as a context manager) to stop the cluster."""
+    """What scorers share over a run: the sandbox answers run in (its PostgreSQL cluster starts
+    on first use) and recorded judge verdicts. Close it (or use it as a context manager) to
+    stop the cluster. Safe to share between worker threads."""
 
-    def __init__(self, *, judge_store: Any = None) -> None:
-        self._stack = contextlib.ExitStack()
-        self._pg_dsn: str | None = None
+    def __init__(self, *, judge_store: Any = None, answer_timeout_s: float | None = None) -> None:
+        from ...sandbox import DEFAULT_DEADLINE_S
+
         self.judge_store = judge_store
+        self.answer_timeout_s = answer_timeout_s or DEFAULT_DEADLINE_S
+        self._sandbox: Sandbox | None = None
+        self._lock = threading.Lock()
 
-    def postgres_dsn(self) -> str:
-        """DSN of the run's throwaway PostgreSQL cluster, started the first time it is asked."""
-        if self._pg_dsn is None:
-            from ...pgcluster import throwaway_cluster
+    @property
+    def sandbox(self) -> Sandbox:
+        with self._lock:
+            if self._sandbox is None:
+                from ...sandbox import Sandbox
 
-            self._pg_dsn = self._stack.enter_context(throwaway_cluster())
-        return self._pg_dsn
+                self._sandbox = Sandbox(deadline_s=self.answer_timeout_s)
+            return self._sandbox
 
-    @contextlib.contextmanager
-    def postgres_database(self) -> Iterator[str]:
-        """A fresh, empty database on the run's cluster, dropped afterwards."""
-        from ...pgcluster import fresh_database
-
-        with fresh_database(self.postgres_dsn(), prefix="plumber_eval") as dsn:
-            yield dsn
+    def answer_session(self, engine: Engine, *, deadline_s: float | None = None
+                       ) -> contextlib.AbstractContextManager[SqlSession]:
+        """A fresh database for one answer (PostgreSQL: its own role and database; DuckDB: in
+        memory, bounded) with one deadline over everything run in the with-block."""
+        return self.sandbox.answer_session(engine, deadline_s=deadline_s)
 
     def close(self) -> None:
-        self._stack.close()
-        self._pg_dsn = None
+        with self._lock:
+            sandbox, self._sandbox = self._sandbox, None
+        if sandbox is not None:
+            sandbox.close()
 
     def __enter__(self) -> Resources:
         return self

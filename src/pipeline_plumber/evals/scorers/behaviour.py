@@ -6,12 +6,13 @@ DML (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, and WITH ... INSERT) is kept as th
 which a probe runs with `run: answer-dml`. Queries, EXPLAIN, GRANT and transaction control are
 not run. Then every probe runs from that state, undone afterwards.
 
-Sandboxes:
+Sandboxes (`pipeline_plumber.sandbox`, one deadline over everything an answer runs):
 - duckdb: an in-memory database per probe with external access disabled (no files, no network,
-  no extensions) and the configuration locked, so an answer cannot turn it back on.
-- postgres: a throwaway cluster started once per run (`pgcluster.throwaway_cluster`), a fresh
-  database per answer, each probe in a transaction rolled back at its end, and a statement
-  timeout.
+  no extensions), memory and threads bounded, and the configuration locked, so an answer cannot
+  turn it back on.
+- postgres: a throwaway cluster started once per run; per answer a fresh database cloned from a
+  template, owned by a role made for the answer with no privilege beyond it; each probe in a
+  transaction rolled back at its end.
 
 A step that expects an error passes only when the database rejects the data (an integrity or
 data error: NOT NULL, CHECK, UNIQUE, a foreign key, a bad value). A missing table or column is
@@ -20,28 +21,16 @@ the probe failing to run, reported as such, never as a rejection.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ...sandbox import Broken, Damaged, Engine, Rejected, SqlSession, TimedOut
+from ...sandbox.duckdb import DUCKDB_CONFIG
 from ..answers import Answer
 from . import Context, Score, ScoreFn, scorer
-
-STATEMENT_TIMEOUT_S = 5
-DUCKDB_CONFIG = {
-    "enable_external_access": False,
-    "autoload_known_extensions": False,
-    "autoinstall_known_extensions": False,
-    "allow_community_extensions": False,
-    "threads": 1,
-    "lock_configuration": True,
-}
-"""The DuckDB sandbox: nothing outside the process is reachable, and it cannot be undone."""
 
 
 class Step(BaseModel):
@@ -149,76 +138,9 @@ def answer_statements(answer: Answer, dialect: str) -> list[Statement]:
 
 
 # --- engines --------------------------------------------------------------------------------------
+# The sandbox (pipeline_plumber.sandbox) owns the engines; its errors are re-exported here.
 
-
-class Rejected(Exception):
-    """The database refused the data (an integrity or data error): what an `error` step wants."""
-
-
-class Broken(Exception):
-    """The statement could not run for another reason (missing table, syntax, timeout)."""
-
-
-class Session:
-    """Runs statements and sorts their failures into Rejected and Broken."""
-
-    def __init__(self, execute: Callable[[str], list[tuple[Any, ...]] | None],
-                 guard: Callable[..., Any]) -> None:
-        self.execute = execute
-        self.guard = guard  # context manager: a transaction (postgres) that undoes a failed step
-
-
-@contextmanager
-def duckdb_session() -> Iterator[Session]:
-    import duckdb
-
-    con = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
-
-    def execute(sql: str) -> list[tuple[Any, ...]] | None:
-        timer = threading.Timer(STATEMENT_TIMEOUT_S, con.interrupt)
-        timer.start()
-        try:
-            cursor = con.execute(sql)
-            return cursor.fetchall() if cursor.description else None
-        except (duckdb.IntegrityError, duckdb.DataError) as err:
-            raise Rejected(_first_line(err)) from err
-        except duckdb.Error as err:
-            raise Broken(_first_line(err)) from err
-        finally:
-            timer.cancel()
-
-    try:
-        yield Session(execute, _no_guard)
-    finally:
-        con.close()
-
-
-@contextmanager
-def _no_guard() -> Iterator[None]:
-    yield
-
-
-@contextmanager
-def postgres_session(dsn: str) -> Iterator[Session]:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True,
-                         options=f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}") as conn:
-
-        def execute(sql: str) -> list[tuple[Any, ...]] | None:
-            try:
-                cursor = conn.execute(sql.encode())  # bytes: no parameter placeholders
-                return cursor.fetchall() if cursor.description else None
-            except (psycopg.IntegrityError, psycopg.DataError) as err:
-                raise Rejected(_first_line(err)) from err
-            except psycopg.Error as err:
-                raise Broken(_first_line(err)) from err
-
-        yield Session(execute, conn.transaction)
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+__all__ = ["DUCKDB_CONFIG", "Broken", "Rejected", "sql_behaves"]
 
 
 def _normal(value: Any) -> Any:
@@ -229,7 +151,7 @@ def _normal(value: Any) -> Any:
     return str(value)
 
 
-def _run_probe(session: Session, probe: Probe, dml: list[Statement]) -> str | None:
+def _run_probe(session: SqlSession, probe: Probe, dml: list[Statement]) -> str | None:
     """None when the probe shows the behaviour, else what went wrong."""
     for number, step in enumerate(probe.steps, start=1):
         label = "the answer's load" if step.run else f"step {number}"
@@ -240,7 +162,7 @@ def _run_probe(session: Session, probe: Probe, dml: list[Statement]) -> str | No
             into = f" into {step.into}" if step.into else ""
             return f"the answer has no INSERT, UPDATE or MERGE{into} to run"
         try:
-            with session.guard():
+            with session.savepoint():
                 rows = None
                 for sql in statements:
                     rows = session.execute(sql)
@@ -260,7 +182,7 @@ def _run_probe(session: Session, probe: Probe, dml: list[Statement]) -> str | No
     return None
 
 
-def _apply_ddl(session: Session, ddl: list[Statement], engine: str) -> str | None:
+def _apply_ddl(session: SqlSession, ddl: list[Statement], engine: str) -> str | None:
     for statement in ddl:
         try:
             session.execute(statement.sql)
@@ -269,7 +191,7 @@ def _apply_ddl(session: Session, ddl: list[Statement], engine: str) -> str | Non
     return None
 
 
-@scorer("sql_behaves")
+@scorer("sql_behaves", version=2)
 def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None
                 ) -> ScoreFn:
     """Run the answer's DDL in a sandbox, then each probe; the score is the share that behave.
@@ -282,9 +204,10 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
     """
 
     def score(answer: Answer, ctx: Context) -> Score:
-        name = engine or ctx.dialect or ""
-        if name not in ("duckdb", "postgres"):
-            return Score.fail(f"no sandbox runs {name or 'an unnamed dialect'}; set engine")
+        given = engine or ctx.dialect or ""
+        if given not in ("duckdb", "postgres"):
+            return Score.fail(f"no sandbox runs {given or 'an unnamed dialect'}; set engine")
+        name: Engine = "duckdb" if given == "duckdb" else "postgres"
         from sqlglot.errors import TokenError
 
         try:
@@ -295,39 +218,47 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
         dml = [s for s in statements if s.kind == "dml"]
         if not ddl:
             return Score.fail(f"the answer has no DDL to run on {name}")
-        failures: list[str] = []
-        if name == "duckdb":
-            for probe in probes:
-                with duckdb_session() as session:
-                    problem = _apply_ddl(session, ddl, name)
-                    if problem:
-                        return Score.fail(problem)
-                    failure = _run_probe(session, probe, dml)
-                if failure:
-                    failures.append(f"probe '{probe.name}': {failure}")
-        else:
-            with ctx.resources.postgres_database() as dsn, postgres_session(dsn) as session:
-                problem = _apply_ddl(session, ddl, name)
-                if problem:
-                    return Score.fail(problem)
-                for probe in probes:
-                    with _rolled_back(session):
-                        failure = _run_probe(session, probe, dml)
-                    if failure:
-                        failures.append(f"probe '{probe.name}': {failure}")
+        try:
+            with ctx.resources.answer_session(name) as session:
+                failures = _probe_all(session, ddl, dml, probes)
+                notes = session.notes
+        except (TimedOut, Damaged) as err:
+            return Score.fail(str(err))
+        if isinstance(failures, str):
+            return Score.fail(failures)
         passed = len(probes) - len(failures)
         value = passed / len(probes) if probes else 1.0
         if failures:
             return Score.fail("; ".join(failures) + f" ({passed}/{len(probes)} probes behave)",
                               value)
-        return Score.ok(f"{len(ddl)} DDL statement(s) ran on {name}; all {len(probes)} probe(s) "
-                        "behave: " + "; ".join(p.name for p in probes))
+        noted = "".join(f" ({note})" for note in dict.fromkeys(notes))
+        return Score.ok(f"{len(ddl)} DDL statement(s) ran on {name}{noted}; all {len(probes)} "
+                        "probe(s) behave: " + "; ".join(p.name for p in probes))
 
     return score
 
 
-@contextmanager
-def _rolled_back(session: Session) -> Iterator[None]:
-    """Run a probe inside a transaction that is always rolled back (postgres)."""
-    with session.guard(force_rollback=True):
-        yield
+def _probe_all(session: SqlSession, ddl: list[Statement], dml: list[Statement],
+               probes: list[Probe]) -> list[str] | str:
+    """What each failing probe shows, or why the DDL could not run (a string).
+
+    PostgreSQL: the DDL once, each probe in a transaction rolled back at its end. DuckDB has no
+    savepoints for the probe's own steps to nest in, so each probe starts from an empty
+    database and the DDL again.
+    """
+    failures: list[str] = []
+    for number, probe in enumerate(probes):
+        if number == 0 or session.engine == "duckdb":
+            if number:
+                session.reset()
+            problem = _apply_ddl(session, ddl, session.engine)
+            if problem:
+                return problem
+        if session.engine == "duckdb":
+            failure = _run_probe(session, probe, dml)
+        else:
+            with session.savepoint(undo=True):
+                failure = _run_probe(session, probe, dml)
+        if failure:
+            failures.append(f"probe '{probe.name}': {failure}")
+    return failures
