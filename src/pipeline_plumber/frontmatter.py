@@ -6,6 +6,9 @@ from typing import Any
 
 import yaml
 
+from .errors import InputError
+from .yamlsource import load_bounded
+
 
 class Quoted(str):
     """Free text that must be double-quoted in YAML (a `#` or `[` must never change its meaning)."""
@@ -30,7 +33,8 @@ def dump(fields: dict[str, Any]) -> str:
 
 
 def split(text: str) -> tuple[dict[str, Any] | None, str, int]:
-    """(front matter, body, line where the body starts). Front matter is None if absent or bad."""
+    """(front matter, body, line where the body starts). Front matter is None if absent or bad,
+    including YAML past the parser's limits (see yamlsource)."""
     if not text.startswith("---\n"):
         return None, text, 1
     end = text.find("\n---\n", 3)
@@ -40,7 +44,7 @@ def split(text: str) -> tuple[dict[str, Any] | None, str, int]:
     body = text[end + 5 :]
     body_line = raw.count("\n") + 3
     try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        data = load_bounded(raw)
+    except (yaml.YAMLError, InputError):
         return None, body, body_line
     return (data if isinstance(data, dict) else None), body, body_line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ class RenderOptions:
 
 AGENT_PATH = "agents/{name}.md"
 COMMAND_PATH = "commands/{name}.md"
+
+# Claude Code loads an agent's whole file into every session it runs in; far past this size a
+# knowledge base is repeating itself (aliases, pasted text), and rendering more only wastes memory.
+MAX_RENDERED_CHARS = 512 * 1024
 
 
 def render(
@@ -183,7 +188,7 @@ def _environment(templates: Path) -> jinja2.Environment:
 
 def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
     try:
-        return tidy(env.get_template(name).render(**context))
+        return tidy(_bounded(env.get_template(name).generate(**context), name))
     except jinja2.TemplateSyntaxError as err:
         raise InputError([_template_problem(err, err.filename or name, err.lineno)]) from err
     except jinja2.TemplateNotFound as err:
@@ -191,6 +196,20 @@ def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
     except jinja2.TemplateError as err:
         filename, line = _template_frame(err, name)
         raise InputError([_template_problem(err, filename, line)]) from err
+
+
+def _bounded(chunks: Iterator[str], name: str) -> str:
+    """Join rendered chunks, stopping as soon as the output passes MAX_RENDERED_CHARS."""
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_RENDERED_CHARS:
+            message = (f"rendered output is larger than {MAX_RENDERED_CHARS // 1024} KiB; "
+                       "the knowledge base repeats itself (aliases or pasted text)")
+            raise InputError([Problem(message, file=name)])
+        out.append(chunk)
+    return "".join(out)
 
 
 def _template_problem(err: jinja2.TemplateError, filename: str, line: int | None) -> Problem:

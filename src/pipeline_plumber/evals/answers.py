@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from .. import frontmatter
 from ..errors import InputError, Problem
 from ..schema_errors import field_names, schema_problems
-from ..yamlsource import parse_yaml
+from ..yamlsource import parse_yaml, read_limited
 
 Provenance = Literal["reference", "flawed", "recorded", "live", "file"]
 """reference/flawed: hand-written files; recorded: replayed from evals/recordings; live: a model
@@ -42,6 +42,7 @@ call made during this run (issue #6); file: any text given to `plumber eval scor
 SQL_FENCES = {"sql", "postgresql", "postgres", "psql", "plpgsql", "snowflake", "bigquery",
               "duckdb", "googlesql", "pgsql"}
 PYTHON_FENCES = {"python", "py", "python3"}
+MAX_ANSWER_BYTES = 1 << 20  # a model's longest reply is a few dozen KiB
 
 _markdown = MarkdownIt("commonmark")
 
@@ -140,10 +141,7 @@ _LABEL_HINT = ("an answer file starts with front matter: '---', "
 def load_answer_file(path: Path, display: str | None = None) -> Answer:
     """Read a hand-written answer; refuse it unless it is labelled as hand-written."""
     name = display or path.as_posix()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError([Problem(f"cannot read: {err}", file=name)]) from err
+    text = read_limited(path, name, MAX_ANSWER_BYTES)
     if not text.startswith("---\n") or "\n---\n" not in text[3:]:
         raise InputError([Problem(f"missing label; {_LABEL_HINT}", file=name, line=1,
                                   field="provenance")])

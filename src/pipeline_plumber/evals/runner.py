@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import __version__, atomic
 from ..errors import InputError, Problem
+from ..jsonsource import read_json_file
 from .answers import Answer
 from .cases import Case, Suite
 from .scorers import REGISTRY, Resources
@@ -58,7 +59,7 @@ def flawed_source(suite: Suite) -> AnswerSource:
 def read_recording(path: Path) -> dict[str, Any] | None:
     """A recording's JSON, or None when the file is unreadable or not a recording we know."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_file(path)
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:

@@ -43,6 +43,7 @@ from typing import Any
 
 from .. import atomic
 from ..errors import InputError, Problem
+from ..jsonsource import MAX_JSON_BYTES, loads_bounded, read_json_file
 
 RUN_FORMAT = "pipeline-plumber/live-run"
 RUN_VERSION = 1
@@ -132,7 +133,7 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = loads_bounded(line) if len(line) <= MAX_JSON_BYTES else None
         except ValueError:
             continue
         if isinstance(value, dict):
@@ -150,7 +151,7 @@ def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json_file(path)
     except (OSError, ValueError):
         return None
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import atomic
+from ...jsonsource import read_json_file
 from ..answers import Answer
 from . import Context, Score, ScoreFn, scorer
 
@@ -83,7 +84,7 @@ class JudgeStore:
 
     def get(self, key: str) -> str | None:
         try:
-            data = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
+            data = read_json_file(self.folder / f"{key}.json")
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("format") != JUDGE_FORMAT:
