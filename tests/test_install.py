@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,7 +51,7 @@ def plan_lines(output: str) -> dict[str, str]:
     for line in output.splitlines():
         parts = line.split()
         if line.startswith("  ") and len(parts) >= 2 and parts[0] in (
-            "create", "identical", "update", "conflict", "remove", "skip",
+            "create", "identical", "update", "keep", "overwrite", "remove", "skip",
         ):
             lines[parts[1]] = parts[0]
     return lines
@@ -151,21 +154,25 @@ def test_bad_options_are_one_line(project: Path, args: list[str], message: str) 
 # --- conflicts -----------------------------------------------------------------------------------
 
 
-def test_a_file_we_did_not_install_is_a_conflict_and_nothing_is_written(project: Path) -> None:
+def test_a_file_we_did_not_install_is_kept_and_the_new_version_written_beside_it(
+    project: Path,
+) -> None:
     theirs = project / ".claude" / AGENT
     theirs.parent.mkdir(parents=True)
-    theirs.write_text("---\nname: data-engineer\ndescription: another pack's\n---\nTheirs.\n")
-    before = tree(project)
+    text = "---\nname: data-engineer\ndescription: another pack's\n---\nTheirs.\n"
+    theirs.write_text(text)
     result = plumber_in(project, "install")
-    assert result.exit_code == EXIT_CHECK_FAILED
-    assert "not installed by pipeline-plumber" in result.output
-    assert plan_lines(result.output)[AGENT] == "conflict"
-    assert "nothing was written. Re-run with --force" in one_error(result)
-    assert tree(project) == before
+    assert result.exit_code == 0, result.output
+    assert plan_lines(result.output)[AGENT] == "keep"
+    assert "not installed by pipeline-plumber; the new version goes beside it as " \
+        f"{AGENT}.new" in result.output
+    assert theirs.read_text() == text
+    assert (project / ".claude" / f"{AGENT}.new").read_text() == (REPO / AGENT).read_text()
+    assert (project / ".claude/commands/de/etl.md").is_file()
 
     dry = plumber_in(project, "install", "--dry-run")
-    assert dry.exit_code == EXIT_CHECK_FAILED
-    assert tree(project) == before
+    assert dry.exit_code == 0
+    assert "nothing to do" in dry.output
 
 
 def test_force_overwrites_and_keeps_the_old_copy_beside_it(project: Path) -> None:
@@ -175,6 +182,7 @@ def test_force_overwrites_and_keeps_the_old_copy_beside_it(project: Path) -> Non
     (theirs.parent / "data-engineer.md.bak").write_text("an older backup\n")
     result = plumber_in(project, "install", "--force")
     assert result.exit_code == 0, result.output
+    assert plan_lines(result.output)[AGENT] == "overwrite"
     assert "the old copy is kept as agents/data-engineer.md.bak.1" in result.output
     assert (theirs.parent / "data-engineer.md.bak.1").read_text() == "Theirs.\n"
     assert (theirs.parent / "data-engineer.md.bak").read_text() == "an older backup\n"
@@ -187,13 +195,111 @@ def test_a_file_changed_since_install_is_kept_without_force(project: Path) -> No
     edited = root / "commands/de/etl.md"
     edited.write_text(edited.read_text() + "\nMy own note.\n")
     result = plumber_in(project, "install", "--model", "opus")
-    assert result.exit_code == EXIT_CHECK_FAILED
+    assert result.exit_code == 0, result.output
     statuses = plan_lines(result.output)
-    assert statuses["commands/de/etl.md"] == "conflict"
+    assert statuses["commands/de/etl.md"] == "keep"
     assert statuses[AGENT] == "update"
     assert "changed since pipeline-plumber installed it" in result.output
     assert "My own note." in edited.read_text()
-    assert "model: sonnet" in (root / AGENT).read_text()
+    assert "model: opus" in (root / AGENT).read_text()
+
+
+def kb_with_etl_changed(tmp_path: Path) -> Path:
+    """A copy of the knowledge base whose next release changes only the `etl` command."""
+    kb = tmp_path / "kb-next"
+    shutil.copytree(REPO / "kb", kb)
+    commands = kb / "commands.yaml"
+    old = "A staging step and an idempotent load"
+    assert commands.read_text().count(old) == 1
+    commands.write_text(commands.read_text().replace(old, "A staging table and an idempotent load"))
+    return kb
+
+
+def test_an_upgrade_updates_around_an_edited_file(project: Path, tmp_path: Path) -> None:
+    """Edit schema.md, ship a change to etl: etl is updated, schema kept, schema.md.new written,
+    exit 0; status and a second run say so; --force overwrites with a .bak."""
+    root = installed(project)
+    schema = root / "commands/de/schema.md"
+    schema.write_text(schema.read_text() + "\nOur team's naming rules.\n")
+    edited = schema.read_text()
+    kb = kb_with_etl_changed(tmp_path)
+
+    result = plumber_in(project, "install", "--kb", str(kb))
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.output
+    statuses = plan_lines(result.output)
+    assert statuses["commands/de/etl.md"] == "update"
+    assert statuses["commands/de/schema.md"] == "keep"
+    assert {statuses[rel] for rel in INSTALLED if "etl" not in rel and "schema" not in rel} == {
+        "identical"}
+    assert "A staging table and an idempotent load" in (root / "commands/de/etl.md").read_text()
+    assert schema.read_text() == edited
+    new = root / "commands/de/schema.md.new"
+    assert "Our team's naming rules." not in new.read_text()
+    assert new.read_text() == (REPO / "commands/schema.md").read_text().replace(
+        "agent: de:data-engineer", "agent: data-engineer")
+    assert "installed into .claude: 2 updated, 1 kept;" in result.output  # etl + manifest
+    assert "kept 1 file you changed" in result.output
+    assert "  diff .claude/commands/de/schema.md .claude/commands/de/schema.md.new" in \
+        result.output.splitlines()
+
+    status = plumber_in(project, "status", "--kb", str(kb))
+    assert status.exit_code == 0, status.output
+    assert ("  changed  commands/de/schema.md  (changed since installed; kept, the new version "
+            "is in commands/de/schema.md.new)") in status.output
+    assert "1 changed, 0 deleted, 1 pending .new" in status.output
+    assert ": same as installed" in status.output
+
+    again = plumber_in(project, "install", "--kb", str(kb))
+    assert again.exit_code == 0, again.output
+    assert "nothing to do: 11 files in .claude already installed" in again.output
+    assert "kept 1 file you changed" in again.output
+    assert again.stderr == ""
+
+    forced = plumber_in(project, "install", "--kb", str(kb), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert plan_lines(forced.output)["commands/de/schema.md"] == "overwrite"
+    assert plan_lines(forced.output)["commands/de/schema.md.new"] == "remove"
+    assert (root / "commands/de/schema.md.bak").read_text() == edited
+    assert "Our team's naming rules." not in schema.read_text()
+    assert not new.exists()
+    after = plumber_in(project, "status", "--kb", str(kb))
+    assert "0 changed, 0 deleted, 0 pending .new" in after.output
+
+
+def test_taking_the_new_version_clears_the_pending_file(project: Path) -> None:
+    root = installed(project)
+    schema = root / "commands/de/schema.md"
+    schema.write_text("mine\n")
+    assert plumber_in(project, "install").exit_code == 0
+    new = root / "commands/de/schema.md.new"
+    assert new.is_file()
+    schema.write_text(new.read_text())  # the user takes the new version but leaves .new
+    result = plumber_in(project, "install")
+    assert plan_lines(result.output)["commands/de/schema.md.new"] == "remove"
+    assert not new.exists()
+    assert "0 changed, 0 deleted, 0 pending .new" in plumber_in(project, "status").output
+
+
+def test_reinstall_after_uninstall_keeps_the_edited_file(project: Path) -> None:
+    root = installed(project)
+    schema = root / "commands/de/schema.md"
+    schema.write_text(schema.read_text() + "\nmine\n")
+    edited = schema.read_text()
+    assert plumber_in(project, "uninstall").exit_code == 0
+    assert schema.read_text() == edited
+    result = plumber_in(project, "install")
+    assert result.exit_code == 0, result.output
+    assert plan_lines(result.output)["commands/de/schema.md"] == "keep"
+    assert schema.read_text() == edited
+    assert (root / "commands/de/schema.md.new").is_file()
+    assert "kept 1 file you changed" in result.output
+    gone = plumber_in(project, "uninstall")
+    assert "remove     commands/de/schema.md.new" in gone.output
+    assert tree(project) == {
+        ".claude": None, ".claude/commands": None, ".claude/commands/de": None,
+        ".claude/commands/de/schema.md": edited.encode(),
+    }
 
 
 def test_a_deleted_file_is_created_again(project: Path) -> None:
@@ -227,17 +333,17 @@ def test_files_the_package_dropped_are_removed_or_skipped(project: Path) -> None
 def test_a_failed_write_leaves_nothing_behind(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_stage = installer._stage
+    real_stage = installer.atomic.stage
     calls = 0
 
-    def failing_stage(target: Path, content: str | bytes) -> Path:
+    def failing_stage(target: Path, content: str | bytes, *, durable: bool = False) -> Path:
         nonlocal calls
         calls += 1
         if calls == 6:
             raise OSError(28, "No space left on device")
-        return real_stage(target, content)
+        return real_stage(target, content, durable=durable)
 
-    monkeypatch.setattr(installer, "_stage", failing_stage)
+    monkeypatch.setattr(installer.atomic, "stage", failing_stage)
     result = plumber_in(project, "install")
     assert result.exit_code == EXIT_BAD_INPUT
     assert one_error(result) == "error: cannot write to .claude: No space left on device"
@@ -253,11 +359,12 @@ def test_status_reports_changed_and_deleted_files(project: Path) -> None:
     (root / "commands/de/dq.md").unlink()
     result = plumber_in(project, "status")
     assert result.exit_code == 0, result.output
-    assert f"installed in .claude: pipeline-plumber {installer.__version__}" in result.output
+    assert f"installed in .claude (project scope): pipeline-plumber {installer.__version__}" in (
+        result.output)
     assert "  changed  commands/de/etl.md  (changed since installed)" in result.output
     assert "  deleted  commands/de/dq.md  (deleted since installed)" in result.output
     assert f"  ok       {AGENT}" in result.output
-    assert "1 changed, 1 deleted" in result.output
+    assert "1 changed, 1 deleted, 0 pending .new" in result.output
     assert ": same as installed" in result.output
 
 
@@ -271,7 +378,7 @@ def test_status_says_when_the_package_would_install_something_else(
     installed(project, "--kb", str(kb))
     result = plumber_in(project, "status")
     assert result.exit_code == 0, result.output
-    assert "differs from the install in 1 files; run `plumber install` to update" in result.output
+    assert "differs from the install in 1 file; run `plumber install` to update" in result.output
     update = plumber_in(project, "install")
     assert plan_lines(update.output)[AGENT] == "update"
     assert ": same as installed" in plumber_in(project, "status").output
@@ -293,10 +400,24 @@ def test_status_of_an_installed_newer_version(project: Path) -> None:
     assert manifest_of(root)["version"] == installer.__version__
 
 
-def test_status_when_nothing_is_installed(project: Path) -> None:
-    result = plumber_in(project, "status")
+def test_status_when_nothing_is_installed(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = plumber_in(project, "status", home=home)
     assert result.exit_code == EXIT_CHECK_FAILED
-    assert "not installed in .claude" in result.output
+    assert f"not installed in .claude or {home / '.claude'}" in result.output
+    assert "`plumber install --scope user`" in result.output
+
+
+def test_status_finds_a_user_scope_install(project: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert plumber_in(project, "install", "--scope", "user", home=home).exit_code == 0
+    result = plumber_in(project, "status", home=home)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"installed in {home / '.claude'} (user scope): ")
+    installed(project)  # the project's install comes first
+    project_first = plumber_in(project, "status", home=home)
+    assert project_first.output.startswith("installed in .claude (project scope): ")
 
 
 # --- uninstall -----------------------------------------------------------------------------------
@@ -328,6 +449,7 @@ def test_uninstall_removes_the_folders_it_created_when_empty(project: Path) -> N
     result = plumber_in(project, "uninstall")
     assert result.exit_code == 0, result.output
     assert "removed 11 files; kept 0 changed" in result.output
+    assert not (project / ".claude").exists()
     assert tree(project) == {}
 
 
@@ -484,3 +606,67 @@ def test_plan_refuses_paths_outside_the_root(tmp_path: Path, rel: str) -> None:
     )
     with pytest.raises(InputError, match="would be written outside"):
         installer.plan_install(tmp_path / ".claude", {rel: "x"}, manifest, None)
+
+
+# --- one install at a time, and what a killed one leaves ----------------------------------------
+
+
+def run_plumber(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`plumber ARGS` in its own process, as a second terminal would run it."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline_plumber", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_concurrent_installs_into_a_new_target_leave_a_complete_manifest(tmp_path: Path) -> None:
+    target = tmp_path / "team" / ".claude"
+    target.parent.mkdir()
+    runs = [run_plumber("install", "--target", str(target), cwd=tmp_path) for _ in range(4)]
+    outputs = [(run.wait(timeout=120), run.stdout.read() if run.stdout else "") for run in runs]
+    assert [code for code, _ in outputs] == [0, 0, 0, 0], outputs
+    assert sum("nothing to do" in out for _, out in outputs) == 3, outputs
+    assert manifest_of(target)["dirs"] == [".", "agents", "commands", "commands/de"]
+    assert {rel for rel, data in tree(target).items() if data is not None} == {*INSTALLED, MANIFEST}
+    assert plumber_in(tmp_path, "uninstall", "--target", str(target)).exit_code == 0
+    assert not target.exists()
+
+
+def test_the_lock_makes_a_second_install_wait(project: Path) -> None:
+    root = project / ".claude"
+    with installer.install_lock(root) as created:
+        assert created
+        second = run_plumber("install", cwd=project)
+        with pytest.raises(subprocess.TimeoutExpired):
+            second.wait(timeout=2)
+        assert not (root / MANIFEST).exists()
+    assert second.wait(timeout=120) == 0
+    assert manifest_of(root)["dirs"] == [".", "agents", "commands", "commands/de"]
+    assert not (root / installer.LOCK_NAME).exists()
+
+
+KILLED_MID_INSTALL = """
+import os, signal, sys
+from pipeline_plumber import atomic
+from pipeline_plumber.cli import main
+atomic.commit = lambda tmp, target, durable=False: os.kill(os.getpid(), signal.SIGKILL)
+sys.argv = ["plumber", "install"]
+main()
+"""
+
+
+def test_a_killed_install_leaves_temporary_files_the_next_run_removes(project: Path) -> None:
+    killed = subprocess.run([sys.executable, "-c", KILLED_MID_INSTALL], cwd=project, check=False,
+                            capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    root = project / ".claude"
+    left = sorted(p.name for p in root.rglob(".*") if p.is_file() and "tmp" in p.name)
+    assert len(left) == 12, left  # 11 files and the manifest were staged, none renamed
+    theirs = root / "agents" / ".notes.txt.a1b2c3d4.tmp"
+    theirs.write_text("another tool's temporary file\n")
+
+    result = plumber_in(project, "install")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in root.rglob("*tmp")) == [theirs.name], result.output
+    assert plumber_in(project, "uninstall").exit_code == 0
+    # the folders the killed run made are not in any manifest, so they stay
+    assert tree(root) == {"agents": None, f"agents/{theirs.name}": theirs.read_bytes(),
+                          "commands": None, "commands/de": None}

@@ -1,48 +1,60 @@
 """Install the pack into a `.claude` folder the user owns, like a package: plan, then apply.
 
 Planning reads the disk and writes nothing: every file gets a status (create, identical,
-update, conflict, remove, skip) before anything is touched. Applying writes each file to a
+update, keep, overwrite, remove, skip) before anything is touched. Applying writes each file to a
 temporary name first and renames it into place, then writes the manifest last: the package
 version, the knowledge-base hash, the render options and each installed file's sha256. The
 manifest is how a later install, `status` and `uninstall` tell a file we wrote and nobody
-touched (safe to update or remove) from one the user changed (kept unless `--force`, and then
-backed up beside it).
+touched (safe to update or remove) from one the user changed.
 
-    plan = prepare_install(kb_dir, templates, Path(".claude"), InstallOptions(model="sonnet"))
-    for action in plan.actions: ...
-    apply_install(plan)
+A changed file is treated the way package managers treat edited configuration files (pacman's
+`.pacnew`, dpkg's kept conffiles): it is kept, the package's version is written beside it as
+`<name>.new` (Claude Code loads only `*.md`, so the `.new` file is inert), and the install goes
+on with every other file. `--force` overwrites instead, keeping the old copy as `<name>.bak`.
+
+One install at a time: `install_lock(root)` holds an flock on `<root>/.pipeline-plumber.lock`
+from planning to the manifest, and removes the temporary files a killed install left behind.
+
+    with install_lock(root) as created:
+        plan = prepare_install(kb_dir, templates, root, InstallOptions(), root_created=created)
+        apply_install(plan)
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import __version__
+from . import __version__, atomic
 from .build import build_pack
-from .errors import CheckFailed, InputError
+from .errors import InputError
 from .lint import FULL_MODEL_ID, MODEL_ALIASES
 from .render import RenderOptions
 
 PACKAGE = "pipeline-plumber"
 MANIFEST_NAME = ".pipeline-plumber.json"
+LOCK_NAME = ".pipeline-plumber.lock"
+NEW_SUFFIX = ".new"
+"""The package's version of a file the user changed is written beside it as `<name>.new`."""
 MANIFEST_FORMAT = 1
 DEFAULT = "default"
 """`--model default` / `--tools default`: forget a remembered choice, use the knowledge base's."""
 
 Scope = Literal["project", "user"]
-FileStatus = Literal["create", "identical", "update", "conflict", "remove", "skip"]
+FileStatus = Literal["create", "identical", "update", "keep", "overwrite", "remove", "skip"]
 FileState = Literal["ok", "changed", "deleted"]
+WRITES: tuple[FileStatus, ...] = ("create", "update", "overwrite")
+"""The statuses that write the file itself (a kept file's `.new` is written on the side)."""
 UninstallStatus = Literal["remove", "keep", "missing"]
 
 
@@ -90,12 +102,23 @@ class FileAction:
     status: FileStatus
     reason: str = ""
     backup: str | None = None
+    new_file: str | None = None
+    """For `keep`: where the package's version goes (`<path>.new`)."""
+    new_file_changes: bool = False
+    """For `keep`: whether `new_file` must be (re)written; False when it already holds it."""
 
     def __str__(self) -> str:
         detail = self.reason
         if self.backup:
             detail += f"; --force: the old copy is kept as {self.backup}"
+        if self.new_file:
+            detail += f"; the new version {'goes' if self.new_file_changes else 'is'} beside it" \
+                      f" as {self.new_file}"
         return f"{self.status:10} {self.path}" + (f"  ({detail})" if detail else "")
+
+    @property
+    def changes_something(self) -> bool:
+        return self.status in (*WRITES, "remove") or self.new_file_changes
 
 
 @dataclass(frozen=True)
@@ -110,24 +133,14 @@ class InstallPlan:
     notes: tuple[str, ...] = ()
 
     @property
-    def conflicts(self) -> list[FileAction]:
-        return [a for a in self.actions if a.status == "conflict"]
+    def kept(self) -> list[FileAction]:
+        """Files the user changed: left as they are, the new version beside each as `.new`."""
+        return [a for a in self.actions if a.status == "keep"]
 
     @property
     def changes_nothing(self) -> bool:
-        return self.manifest_status == "identical" and all(
-            a.status == "identical" for a in self.actions
-        )
-
-    def refusal(self) -> CheckFailed | None:
-        """Why applying would overwrite something that is not ours to overwrite, if it would."""
-        if self.force or not self.conflicts:
-            return None
-        count = len(self.conflicts)
-        return CheckFailed(
-            f"{count} file{'s' if count > 1 else ''} in {self.root} would be overwritten "
-            "(marked conflict above); nothing was written. Re-run with --force to overwrite, "
-            "keeping each old copy as a .bak file beside it"
+        return self.manifest_status == "identical" and not any(
+            a.changes_something for a in self.actions
         )
 
 
@@ -143,6 +156,8 @@ class StatusReport:
     root: Path
     manifest: ManifestFile
     files: tuple[InstalledFile, ...]
+    pending: tuple[str, ...]
+    """`<name>.new` files beside changed files, holding the installed package's version."""
     package_version: str
     package_kb_digest: str
     outdated: tuple[str, ...]
@@ -324,9 +339,15 @@ def render_options(options: InstallOptions, previous: ManifestFile | None) -> Re
 
 
 def prepare_install(
-    kb_dir: Path, templates: Path, root: Path, options: InstallOptions = InstallOptions()
+    kb_dir: Path,
+    templates: Path,
+    root: Path,
+    options: InstallOptions = InstallOptions(),
+    *,
+    root_created: bool = False,
 ) -> InstallPlan:
-    """Render the pack for a `.claude` folder and plan writing it into `root`. Writes nothing."""
+    """Render the pack for a `.claude` folder and plan writing it into `root`. Writes nothing.
+    `root_created`: `install_lock` made `root` for this install."""
     check_root(root)
     notes: list[str] = []
     try:
@@ -362,7 +383,9 @@ def prepare_install(
         files={rel: sha256(text) for rel, text in sorted(files.items())},
         dirs=[],
     )
-    return plan_install(root, files, manifest, previous, force=options.force, notes=notes)
+    return plan_install(
+        root, files, manifest, previous, force=options.force, notes=notes, root_created=root_created
+    )
 
 
 def plan_install(
@@ -373,14 +396,21 @@ def plan_install(
     *,
     force: bool = False,
     notes: Iterable[str] = (),
+    root_created: bool = False,
 ) -> InstallPlan:
     """One status per file, decided from the disk and the previous manifest. Writes nothing.
 
     - create: no such file; identical: it already holds these bytes;
     - update: it holds what we installed last time, untouched since;
-    - conflict: it differs and we did not install it, or the user changed it since;
-    - remove: we installed it last time, the package no longer has it, nobody touched it;
+    - keep: it differs and we did not install it, or the user changed it since: it stays, and
+      the new version is written beside it as `<name>.new`;
+    - overwrite: as keep, with `force`: replaced, the old copy kept as `<name>.bak`;
+    - remove: we installed it last time, the package no longer has it, nobody touched it
+      (also a `.new` file of ours once the file beside it matches the package again);
     - skip: as remove, but the user changed it: left alone and no longer tracked.
+
+    `root_created`: the caller created `root` for this install (`install_lock`), so uninstall
+    may remove it.
     """
     for rel in files:
         relative_path(rel, root)
@@ -399,6 +429,7 @@ def plan_install(
         current = target.read_bytes()
         if current == text.encode("utf-8"):
             actions.append(FileAction(rel, "identical"))
+            actions += _stale_new_file(root, rel, text)
         elif rel in known and sha256(current) == known[rel]:
             actions.append(FileAction(rel, "update"))
         else:
@@ -407,8 +438,11 @@ def plan_install(
                 if rel in known
                 else "not installed by pipeline-plumber"
             )
-            backup = _backup_name(root, rel) if force else None
-            actions.append(FileAction(rel, "conflict", reason, backup))
+            if force:
+                actions.append(FileAction(rel, "overwrite", reason, _backup_name(root, rel)))
+                actions += _stale_new_file(root, rel, text)
+            else:
+                actions.append(_keep(root, rel, text, reason))
     for rel, digest in sorted(known.items()):
         if rel in files:
             continue
@@ -425,7 +459,10 @@ def plan_install(
 
     new_dirs = _missing_dirs(root, files)
     kept_dirs = [d for d in (previous.dirs if previous else []) if (root / d).is_dir()]
-    manifest = manifest.model_copy(update={"dirs": sorted({*kept_dirs, *new_dirs})})
+    if root_created:
+        kept_dirs.append(".")
+    dirs = sorted({*kept_dirs, *new_dirs}, key=lambda d: (d != ".", d))
+    manifest = manifest.model_copy(update={"dirs": dirs})
     text = dump_manifest(manifest)
     path = manifest_path(root)
     if not path.exists():
@@ -444,6 +481,27 @@ def plan_install(
         force=force,
         notes=tuple(notes),
     )
+
+
+def _keep(root: Path, rel: str, text: str, reason: str) -> FileAction:
+    """Leave the user's file; plan the package's version beside it as `<rel>.new`."""
+    new_rel = rel + NEW_SUFFIX
+    new_path = root / new_rel
+    if new_path.is_dir() or new_path.is_symlink():
+        raise InstallError(f"{new_path} is a folder or a symlink, where the install puts the new "
+                           f"version of {rel}: move it away")
+    holds_it = new_path.is_file() and new_path.read_bytes() == text.encode("utf-8")
+    return FileAction(rel, "keep", reason, new_file=new_rel, new_file_changes=not holds_it)
+
+
+def _stale_new_file(root: Path, rel: str, text: str) -> list[FileAction]:
+    """A `.new` file of ours that is no longer needed: the file beside it is the package's."""
+    new_path = root / (rel + NEW_SUFFIX)
+    if new_path.is_file() and not new_path.is_symlink() and new_path.read_bytes() == text.encode(
+        "utf-8"
+    ):
+        return [FileAction(rel + NEW_SUFFIX, "remove", "the file beside it matches the package")]
+    return []
 
 
 def _refuse_symlinked_parents(root: Path, rel: str) -> None:
@@ -487,17 +545,15 @@ def _backup_name(root: Path, rel: str) -> str:
 
 
 def apply_install(plan: InstallPlan) -> list[FileAction]:
-    """Carry out `plan`: stage every new file and every backup as a temporary file, then rename
-    the backups and the files into place, remove stale files of ours, and rename the manifest
-    last. Raises the plan's refusal (CheckFailed) if it holds conflicts and `force` is off; a
-    write error while staging leaves nothing behind. Returns the actions that changed something."""
-    refusal = plan.refusal()
-    if refusal:
-        raise refusal
+    """Carry out `plan`: stage every new file, `.new` file and backup as a temporary file, then
+    rename the backups and the files into place, remove stale files of ours, and rename the
+    manifest last. A write error while staging leaves nothing behind. The temporary files a
+    killed install left are removed first. Returns the actions that changed something."""
+    root = plan.root
+    remove_stale_temp_files(root, [*plan.contents, *(a.path for a in plan.actions)])
     if plan.changes_nothing:
         return []
-    root = plan.root
-    writes = [a for a in plan.actions if a.status in ("create", "update", "conflict")]
+    writes = [a for a in plan.actions if a.status in WRITES]
     created: list[Path] = []
     backups: list[tuple[Path, Path]] = []
     files: list[tuple[Path, Path]] = []
@@ -511,10 +567,14 @@ def apply_install(plan: InstallPlan) -> list[FileAction]:
             target = root / action.path
             if action.backup:
                 backup = root / action.backup
-                backups.append((_stage(backup, target.read_bytes()), backup))
-            files.append((_stage(target, plan.contents[action.path]), target))
+                backups.append((atomic.stage(backup, target.read_bytes()), backup))
+            files.append((atomic.stage(target, plan.contents[action.path]), target))
+        for action in plan.kept:
+            if action.new_file and action.new_file_changes:
+                target = root / action.new_file
+                files.append((atomic.stage(target, plan.contents[action.path]), target))
         target = manifest_path(root)
-        manifest.append((_stage(target, dump_manifest(plan.manifest)), target))
+        manifest.append((atomic.stage(target, dump_manifest(plan.manifest)), target))
     except OSError as err:
         for tmp, _ in [*backups, *files, *manifest]:
             tmp.unlink(missing_ok=True)
@@ -523,27 +583,13 @@ def apply_install(plan: InstallPlan) -> list[FileAction]:
                 directory.rmdir()
         raise InstallError(f"cannot write to {root}: {err.strerror or err}") from err
     for tmp, target in [*backups, *files]:
-        os.replace(tmp, target)
+        atomic.commit(tmp, target)
     for action in plan.actions:
         if action.status == "remove":
             (root / action.path).unlink(missing_ok=True)
     for tmp, target in manifest:
-        os.replace(tmp, target)
-    return [a for a in plan.actions if a.status not in ("identical", "skip")]
-
-
-def _stage(target: Path, content: str | bytes) -> Path:
-    """Write `content` to a temporary file beside `target`; the caller renames it into place."""
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+        atomic.commit(tmp, target)
+    return [a for a in plan.actions if a.changes_something]
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -559,6 +605,7 @@ def status(kb_dir: Path, templates: Path, root: Path) -> StatusReport | None:
     if manifest is None:
         return None
     files = []
+    pending = []
     for rel, digest in sorted(manifest.files.items()):
         path = root / rel
         if not path.is_file():
@@ -568,6 +615,8 @@ def status(kb_dir: Path, templates: Path, root: Path) -> StatusReport | None:
         else:
             state = "changed"
         files.append((rel, state))
+        if state == "changed" and _holds(root / (rel + NEW_SUFFIX), digest):
+            pending.append(rel + NEW_SUFFIX)
     options = RenderOptions(
         model=manifest.model, tools=tuple(manifest.tools) if manifest.tools is not None else None
     )
@@ -583,6 +632,7 @@ def status(kb_dir: Path, templates: Path, root: Path) -> StatusReport | None:
         root=root,
         manifest=manifest,
         files=tuple(InstalledFile(rel, state, rel in outdated) for rel, state in files),
+        pending=tuple(pending),
         package_version=__version__,
         package_kb_digest=pack.kb.digest,
         outdated=tuple(outdated),
@@ -611,13 +661,17 @@ def plan_uninstall(root: Path) -> UninstallPlan | None:
         else:
             status_ = "keep"
         actions.append(UninstallAction(rel, status_))
+        if status_ == "keep" and _holds(root / (rel + NEW_SUFFIX), digest):
+            actions.append(UninstallAction(rel + NEW_SUFFIX, "remove"))
     dirs = sorted(manifest.dirs, key=lambda d: (d == ".", -d.count("/"), d))
     return UninstallPlan(root, tuple(actions), tuple(dirs), manifest)
 
 
 def apply_uninstall(plan: UninstallPlan) -> UninstallResult:
     """Remove the unchanged files and the manifest, then the folders the install created if
-    they are empty now. Everything else in the folder is left alone."""
+    they are empty now. Everything else in the folder is left alone (but the temporary files
+    a killed install left beside our files go too)."""
+    remove_stale_temp_files(plan.root, [a.path for a in plan.actions])
     removed = []
     for action in plan.actions:
         if action.status == "remove":
@@ -627,7 +681,13 @@ def apply_uninstall(plan: UninstallPlan) -> UninstallResult:
     removed_dirs = []
     for rel in plan.dirs:
         directory = plan.root / rel
-        if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+        if not directory.is_dir() or directory.is_symlink():
+            continue
+        left = {entry.name for entry in directory.iterdir()}
+        if rel == "." and left == {LOCK_NAME}:
+            (directory / LOCK_NAME).unlink()  # our own lock: the folder is empty otherwise
+            left = set()
+        if not left:
             directory.rmdir()
             removed_dirs.append(rel)
     return UninstallResult(
@@ -637,7 +697,102 @@ def apply_uninstall(plan: UninstallPlan) -> UninstallResult:
     )
 
 
+# --- one install at a time ----------------------------------------------------------------------
+
+_STALE_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{6,16}\.(?:tmp|plumber-tmp)$")
+"""The temporary names our writers use: `.<name>.<random>.tmp` (and `.plumber-tmp`)."""
+
+
+@contextlib.contextmanager
+def install_lock(root: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on `root` while planning and applying an install or uninstall, so
+    two installs into the same folder run one after the other and each plans from what the
+    other wrote. Creates `root` if needed and yields whether it did (so the manifest can claim
+    it); on exit removes the lock file, and `root` itself if it was created and is still empty."""
+    check_root(root)
+    while True:
+        created = _make_root(root)
+        lock = root / LOCK_NAME
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileNotFoundError:
+            continue  # another install removed the empty root between our mkdir and open
+        except OSError as err:
+            raise InstallError(f"cannot lock {root}: {err.strerror or err}") from err
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed this lock file: take the new one
+    try:
+        yield created
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only succeeds when nothing was installed (dry run, failure)
+
+
+def _make_root(root: Path) -> bool:
+    if root.is_dir():
+        return False
+    try:
+        root.mkdir()
+    except FileExistsError:
+        return False
+    except OSError as err:
+        raise InstallError(f"cannot write to {root}: {err.strerror or err}") from err
+    return True
+
+
+def remove_stale_temp_files(root: Path, rels: Iterable[str]) -> list[Path]:
+    """Delete the temporary files an interrupted install left beside the files it writes:
+    `.<name>.<random>.tmp` where <name> is one of `rels`, its `.new` or `.bak`, or the
+    manifest. Nothing of anyone else's is touched."""
+    names: dict[Path, set[str]] = {root: {MANIFEST_NAME}}
+    for rel in rels:
+        path = root / rel
+        names.setdefault(path.parent, set()).add(path.name)
+    removed = []
+    for folder, ours in sorted(names.items()):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            match = _STALE_TEMP.match(entry.name)
+            if not match or entry.is_symlink() or not entry.is_file():
+                continue
+            name = re.sub(r"(\.new|\.bak(\.\d+)?)$", "", match["name"])
+            if name in ours or match["name"] in ours:
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
+# --- where an install is ------------------------------------------------------------------------
+
+
+def find_install(home: Path | None = None) -> tuple[Path, Scope] | None:
+    """Where `status` looks without `--scope`/`--target`: the project's `.claude`, then the
+    user's `~/.claude`; the first holding a manifest, with its scope. None: neither does."""
+    scopes: tuple[Scope, ...] = ("project", "user")
+    for scope in scopes:
+        root = install_root(scope, None, home=home)
+        if manifest_path(root).is_file():
+            return root, scope
+    return None
+
+
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _holds(path: Path, digest: str) -> bool:
+    """Whether `path` is a regular file whose sha256 is `digest`."""
+    return path.is_file() and not path.is_symlink() and sha256(path.read_bytes()) == digest
+
 
 
 def sha256(content: str | bytes) -> str:
