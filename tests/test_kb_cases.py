@@ -27,6 +27,8 @@ def apply_edit(kb: Path, case: dict[str, Any]) -> None:
         assert old in text, f"fixture {case['id']}: {old!r} not in {case['file']}"
         new = new.replace("{words}", " ".join(["word"] * case.get("words", 0)))
         target.write_text(text.replace(old, new, 1))
+    if "then" in case:
+        apply_edit(kb, {"id": case["id"], **case["then"]})
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -187,6 +187,26 @@ class AgentFile(_Model):
         return self.plugin.name if self.plugin else self.name
 
 
+class PracticeFile(_Model):
+    """`practice.yaml`: how the agent works in a repository, what it never does, and what every
+    answer ends with. Each part is required, and the lint checks the rendered agent keeps them."""
+
+    how_you_work: Section = Field(
+        description="The operating procedure: look at the repository first, name the dialect and "
+        "assumptions, write files where the repository keeps them."
+    )
+    never: Section = Field(
+        description="What the agent never does to a database, a warehouse or a secret."
+    )
+    how_to_verify: Section = Field(
+        description="What every answer ends with: the query, test or check that proves it."
+    )
+
+    @property
+    def sections(self) -> tuple[Section, Section, Section]:
+        return (self.how_you_work, self.never, self.how_to_verify)
+
+
 class Principle(_Model):
     """One of the Data Integrity Laws."""
 
@@ -220,7 +240,13 @@ class Command(_Model):
         default_factory=list, description="Ids of the laws the command leans on most."
     )
     examples: list[Slug] = Field(
-        default_factory=list, description="Ids of the examples that show how to answer."
+        default_factory=list,
+        description="Ids of proven examples (sql or python, run by `plumber verify`) that show "
+        "how to answer; the command file names each by its caption and section.",
+    )
+    no_arguments: Text = Field(
+        description="What to do when the command is typed with nothing after it, e.g. look at "
+        "the repository's schema and propose, or say what is needed."
     )
     checklist: list[ChecklistItem] = Field(
         min_length=1, description="What a complete answer contains."
@@ -233,6 +259,10 @@ class CommandsFile(_Model):
     title: Text = Field(description="Heading of the shortcut list in the agent.")
     checklist_heading: Text = Field(description="Line before each command's checklist.")
     principles_heading: Text = Field(description="Line before each command's laws.")
+    examples_heading: Text = Field(description="Line before each command's proven examples.")
+    no_arguments_label: Text = Field(
+        description="Words before each command's `no_arguments` text, e.g. 'With no arguments'."
+    )
     commands: list[Command] = Field(min_length=1)
 
 
@@ -246,6 +276,7 @@ class MantrasFile(_Model):
 # The files of a knowledge base, in the order the agent presents them; topics/ sorts by name.
 FILE_MODELS: dict[str, type[_Model]] = {
     "agent.yaml": AgentFile,
+    "practice.yaml": PracticeFile,
     "principles.yaml": PrinciplesFile,
     "persona.yaml": Section,
     "topics/*.yaml": Section,
@@ -259,6 +290,7 @@ class KnowledgeBase:
     """A validated knowledge base, ready to render."""
 
     agent: AgentFile
+    practice: PracticeFile
     principles: PrinciplesFile
     persona: Section
     topics: tuple[Section, ...]
@@ -266,15 +298,42 @@ class KnowledgeBase:
     mantras: MantrasFile
     digest: str
 
+    def sections(self) -> Iterator[Section]:
+        """Every top-level section of the agent body, in the order it presents them."""
+        yield from self.practice.sections
+        yield self.persona
+        yield from self.topics
+
     def examples(self) -> Iterator[Example]:
-        for section in (self.persona, *self.topics):
+        for section in self.sections():
             yield from iter_examples(section)
+
+    def example_places(self, ids: list[str]) -> list[ExamplePlace]:
+        """Where the agent shows each example: the heading above it and its code's first line."""
+        places: dict[str, ExamplePlace] = {}
+        for top in self.sections():
+            for _, section in _walk_sections(top, ()):
+                for block in section.blocks:
+                    if isinstance(block, ExampleBlock):
+                        ex = block.example
+                        opening = next(line for line in ex.code.splitlines() if line.strip())
+                        places[ex.id] = ExamplePlace(ex.id, section.title, opening.strip())
+        return [places[example_id] for example_id in ids]
 
     def command(self, name: str) -> Command:
         for command in self.commands.commands:
             if command.name == name:
                 return command
         raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class ExamplePlace:
+    """An example as the agent's reader finds it: under `section`, the block opening `opening`."""
+
+    id: str
+    section: str
+    opening: str
 
 
 def iter_examples(section: Section) -> Iterator[Example]:
@@ -339,6 +398,7 @@ def load_kb(root: Path) -> KnowledgeBase:
 
     kb = KnowledgeBase(
         agent=models["agent.yaml"],
+        practice=models["practice.yaml"],
         principles=models["principles.yaml"],
         persona=models["persona.yaml"],
         topics=tuple(models[rel] for rel in sorted(models) if rel.startswith("topics/")),
@@ -379,14 +439,18 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
     example_ids: dict[str, str] = {}
     example_at: dict[str, tuple[str, PathKey]] = {}
     section_ids: dict[str, str] = {}
-    section_files = [("persona.yaml", kb.persona)] + [
-        (rel, models_section)
+    section_files: list[tuple[str, PathKey, Section]] = [
+        ("practice.yaml", (key,), getattr(kb.practice, key)) for key in PracticeFile.model_fields
+    ]
+    section_files.append(("persona.yaml", (), kb.persona))
+    section_files += [
+        (rel, (), models_section)
         for rel, models_section in zip(
             sorted(r for r in docs if r.startswith("topics/")), kb.topics, strict=True
         )
     ]
-    for rel, section in section_files:
-        for path, sec in _walk_sections(section, ()):
+    for rel, root, section in section_files:
+        for path, sec in _walk_sections(section, root):
             if sec.id in section_ids:
                 report(rel, (*path, "id"),
                     f"duplicate section id '{sec.id}' (also in {section_ids[sec.id]})")
@@ -437,6 +501,10 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
             if ref not in example_ids:
                 report("commands.yaml", (*base, "examples", e),
                     f"no example has id '{ref}'{_suggest(ref, example_ids)}")
+            elif examples[ref].proof is None:
+                report("commands.yaml", (*base, "examples", e),
+                    f"example '{ref}' is not proven by `plumber verify` (a {examples[ref].language}"
+                    " example); a command names proven examples only")
         seen_items: set[str] = set()
         for k, item in enumerate(command.checklist):
             if item.id in seen_items:
@@ -555,8 +623,8 @@ def _all_field_names() -> set[str]:
     names: set[str] = set()
     models: tuple[type[BaseModel], ...] = (
         Example, TextBlock, ListBlock, QuoteBlock, ExampleBlock, Section, AgentFile,
-                  Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile, MantrasFile,
-                  Proof, *PROOF_CHECKS)
+                  PracticeFile, Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile,
+                  MantrasFile, Proof, *PROOF_CHECKS)
     for model in models:
         names.update(model.model_fields)
     return names

@@ -51,6 +51,9 @@ COMMAND_KEYS = (
     "context",
     "agent",
 )
+# The H2 sections every agent keeps: how it works in a repository, what it never does to a
+# database, and what every answer ends with (`practice.yaml` in the knowledge base).
+AGENT_REQUIRED_SECTIONS = ("How you work", "Never", "How to verify")
 _NAME = re.compile(SLUG_PATTERN)
 _AGENT_REF = re.compile(r"^([a-z0-9][a-z0-9-]{0,63}:)?[a-z0-9][a-z0-9-]{0,63}$")
 _PLACEHOLDER = re.compile(r"\$(ARGUMENTS|\d+)")
@@ -115,7 +118,33 @@ def _check_agent(path: str, fields: dict[str, Any], body: str, body_line: int) -
         problems.append(
             Problem("the agent has no body (its system prompt)", file=path, line=body_line)
         )
+    else:
+        problems += _required_sections(path, body, body_line)
     return problems
+
+
+def _required_sections(path: str, body: str, body_line: int) -> list[Problem]:
+    """Every section of AGENT_REQUIRED_SECTIONS is an H2 of the body, so none is dropped."""
+    titles = set(_h2_titles(body))
+    return [
+        Problem(
+            f"the agent has no '## {title}' section; every agent keeps "
+            f"{', '.join(AGENT_REQUIRED_SECTIONS)} (practice.yaml)",
+            file=path,
+            line=body_line,
+        )
+        for title in AGENT_REQUIRED_SECTIONS
+        if title not in titles
+    ]
+
+
+def _h2_titles(body: str) -> list[str]:
+    tokens = _markdown.parse(body)
+    return [
+        tokens[i + 1].content.strip()
+        for i, token in enumerate(tokens)
+        if token.type == "heading_open" and token.tag == "h2"
+    ]
 
 
 def _check_command(path: str, fields: dict[str, Any], body: str, body_line: int) -> list[Problem]:

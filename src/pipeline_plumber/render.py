@@ -147,6 +147,7 @@ def _render_agent(env: jinja2.Environment, kb: KnowledgeBase, options: RenderOpt
         "agent.md.j2",
         front_matter=frontmatter.dump(agent_front_matter(kb, options)),
         agent=kb.agent,
+        practice=kb.practice,
         principles=kb.principles,
         persona=kb.persona,
         topics=kb.topics,
@@ -166,6 +167,7 @@ def _render_command(
         command=command,
         commands=kb.commands,
         principles=[by_id[ref] for ref in command.principles],
+        examples=kb.example_places(command.examples),
     )
 
 
