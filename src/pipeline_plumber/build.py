@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from . import __version__, atomic, frontmatter
+from . import __version__, atomic
 from .errors import CheckFailed, InputError, Problem
+from .jsonsource import read_json_file
 from .kb import KnowledgeBase, load_kb
 from .lint import lint_pack
 from .render import RenderOptions, render, render_plugin
 
-OWNED_DIRS = ("agents", "commands")
+RECORD_PATH = ".plumber-build.json"
+RECORD_ABOUT = "Files written by `plumber build`; the next build deletes those it no longer makes."
+_OURS = re.compile(r"(agents|commands)/[a-z0-9][a-z0-9-]*\.md|\.claude-plugin/[a-z0-9-]+\.json")
 
 ChangeKind = Literal["create", "update", "delete", "unchanged"]
 
@@ -59,7 +64,7 @@ def build_pack(
 def plan(out_dir: Path, pack: Pack) -> list[Change]:
     """What writing `pack` into `out_dir` would change, including stale files of ours to delete."""
     changes: list[Change] = []
-    for rel, text in sorted(pack.files.items()):
+    for rel, text in sorted(output_files(pack).items()):
         target = out_dir / rel
         if not target.is_file():
             changes.append(Change(rel, "create"))
@@ -74,17 +79,24 @@ def plan(out_dir: Path, pack: Pack) -> list[Change]:
     return changes
 
 
+def output_files(pack: Pack) -> dict[str, str]:
+    """The pack's files plus the record of their names, which the next build reads back."""
+    record = {"about": RECORD_ABOUT, "files": sorted(pack.files)}
+    return {**pack.files, RECORD_PATH: json.dumps(record, indent=1) + "\n"}
+
+
 def write(out_dir: Path, pack: Pack) -> list[Change]:
     """Write every changed file: all are staged as temporary files first, then renamed into place,
     so an error while writing leaves no file half-written."""
     changes = plan(out_dir, pack)
+    files = output_files(pack)
     staged: list[tuple[Path, Path]] = []
     try:
         for change in changes:
             if change.kind in ("create", "update"):
                 target = out_dir / change.path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                staged.append((atomic.stage(target, pack.files[change.path]), target))
+                staged.append((atomic.stage(target, files[change.path]), target))
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -93,7 +105,7 @@ def write(out_dir: Path, pack: Pack) -> list[Change]:
         atomic.commit(tmp, target)
     for change in changes:
         if change.kind == "delete":
-            (out_dir / change.path).unlink()
+            (out_dir / change.path).unlink(missing_ok=True)
     return changes
 
 
@@ -103,25 +115,26 @@ def check(out_dir: Path, pack: Pack) -> list[Change]:
 
 
 def _stale(out_dir: Path, pack: Pack) -> list[str]:
-    """Files in the output folders that the build made once but would not make now.
+    """Files the previous build wrote (by its record) that this build would not write.
 
-    A file is ours if it is an agent of our name, or a command that forks into our agent; other
-    files in those folders are left alone."""
-    agent = pack.kb.agent.name
-    stale = []
-    for folder in OWNED_DIRS:
-        for path in sorted((out_dir / folder).glob("*.md")):
-            rel = path.relative_to(out_dir).as_posix()
-            if rel in pack.files:
-                continue
-            fields, _, _ = frontmatter.split(path.read_text(encoding="utf-8", errors="replace"))
-            forks_into_agent = fields is not None and fields.get("context") == "fork" and str(
-                fields.get("agent", "")
-            ).endswith(agent)
-            ours = fields is not None and (fields.get("name") == agent or forks_into_agent)
-            if ours:
-                stale.append(rel)
-    return stale
+    Ownership is decided by exact name only, never by a file's content: a hand-written command
+    that forks into our agent is not ours. The record is read as untrusted: only names of the
+    shapes we render (`agents/<name>.md`, `commands/<name>.md`, `.claude-plugin/<name>.json`)
+    that are regular files are ever deleted."""
+    previous = _recorded_files(out_dir / RECORD_PATH)
+    current = output_files(pack)
+    return sorted(rel for rel in previous
+                  if rel not in current and _OURS.fullmatch(rel)
+                  and (out_dir / rel).is_file() and not (out_dir / rel).is_symlink())
+
+
+def _recorded_files(path: Path) -> set[str]:
+    try:
+        data = read_json_file(path, limit=1 << 20)
+    except (OSError, ValueError):
+        return set()
+    files = data.get("files") if isinstance(data, dict) else None
+    return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
 
 
 def _lines_changed(old: str, new: str) -> int:
