@@ -21,6 +21,7 @@ from conftest import FAKE_REPLY, claude_env, run_claude
 from install_support import AGENT, COMMANDS, REPO, plumber_in
 from pipeline_plumber import frontmatter
 from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
+from pipeline_plumber.kb import load_kb
 
 PROMPT = "/de:schema orders for a web shop"
 AGENTS_HEADER = "Available agent types for the Agent tool:"
@@ -35,6 +36,8 @@ def _fields(path: Path) -> dict[str, Any]:
 
 AGENT_DESCRIPTION = _fields(REPO / AGENT)["description"]
 AGENT_BODY = frontmatter.split((REPO / AGENT).read_text())[1]
+KB = load_kb(REPO / "kb")
+NO_ARGUMENTS = f"{KB.commands.no_arguments_label}: {KB.command('schema').no_arguments}"
 COMMAND_DESCRIPTIONS = {
     name: _fields(REPO / "commands" / f"{name}.md")["description"] for name in COMMANDS
 }
@@ -146,6 +149,23 @@ def assert_schema_runs_in_the_agent(requests: list[dict[str, Any]]) -> None:
     user = body["messages"][0]
     assert user["role"] == "user"
     assert all_texts({"messages": [user]})[-1].startswith("#schema orders for a web shop\n")
+
+
+def test_de_schema_without_arguments_forks_with_the_new_body(
+    claude_cli: Path, api: FakeMessagesAPI, project: Path, home: Path
+) -> None:
+    """`/de:schema` typed alone still forks into the agent, whose system prompt carries How you
+    work, Never and How to verify, and the command tells it what to do with nothing to go on."""
+    install(project)
+    (body,) = claude(claude_cli, api, project, home, "-p", "/de:schema")
+    system = system_text(body)
+    assert AGENT_BODY.strip() in system
+    for heading in ("## How you work", "## Never", "## How to verify"):
+        assert f"\n{heading}\n" in system, heading
+    message = all_texts({"messages": [body["messages"][0]]})[-1]
+    assert message.split("\n", 1)[0].strip() == "#schema", message[:80]
+    assert f"{NO_ARGUMENTS}\n" in message, message
+    assert "ARGUMENTS:" not in message
 
 
 def install(project: Path, *args: str, home: Path | None = None) -> None:
