@@ -39,8 +39,11 @@ def test_scorer_fixture(case: dict[str, Any], resources: Resources, tmp_path: Pa
         for vote, text in enumerate(case["votes"]):
             store.put(request_key(request, vote), vote, request, text)
     resources.judge_store = store
-    score = fn(answer, Context(dialect=case.get("dialect"), prompt=prompt, resources=resources))
+    score = fn(answer, Context(dialect=case.get("dialect"), prompt=prompt,
+                               command=case.get("command"), resources=resources))
     assert score.status == case["expect"], score.explanation
+    if "blocker" in case:
+        assert score.blocker == case["blocker"], score
     assert case["explanation"] in score.explanation
     if score.status == "not-scored":
         assert score.value is None

@@ -23,11 +23,18 @@ class CheckResult:
     value: float | None
     explanation: str
     seconds: float
+    blocker: bool = False
+
+    @property
+    def blocks(self) -> bool:
+        """A failed blocker: the case fails whatever its weighted mean."""
+        return self.blocker and self.status == "fail"
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "scorer": self.scorer, "origin": self.origin,
                 "weight": self.weight, "status": self.status, "value": self.value,
-                "explanation": self.explanation, "seconds": round(self.seconds, 6)}
+                "explanation": self.explanation, "seconds": round(self.seconds, 6),
+                "blocker": self.blocker}
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,14 @@ class CaseResult:
 
     @property
     def failed(self) -> tuple[CheckResult, ...]:
-        return tuple(c for c in self.checks if c.status == "fail")
+        """The failed checks, blockers first: reports lead with why the case cannot pass."""
+        failed = [c for c in self.checks if c.status == "fail"]
+        return tuple(sorted(failed, key=lambda c: not c.blocks))
+
+    @property
+    def blockers(self) -> tuple[CheckResult, ...]:
+        """The failed blocker checks: why the case fails whatever its score."""
+        return tuple(c for c in self.checks if c.blocks)
 
     def to_json(self) -> dict[str, Any]:
         answer = self.answer
@@ -75,17 +89,21 @@ def run_check(check: Check, answer: Answer, ctx: Context) -> CheckResult:
     except Exception as err:  # a scorer bug must not take the run down; it shows as a failure
         score = Score.fail(f"scorer {check.scorer} raised {type(err).__name__}: {err}")
     return CheckResult(check.id, check.scorer, check.origin, check.weight, score.status,
-                       score.value, score.explanation, time.perf_counter() - start)
+                       score.value, score.explanation, time.perf_counter() - start,
+                       score.blocker)
 
 
 def combine(results: tuple[CheckResult, ...], threshold: float) -> tuple[float | None, CaseStatus]:
     """Weighted mean of the scored checks; not-scored checks are left out, never counted as
-    passes. With nothing scored the case is not scored."""
+    passes. With nothing scored the case is not scored. A failed blocker check fails the case
+    whatever the mean: a keyword never outweighs a failed execution."""
     scored = [r for r in results if r.status != "not-scored" and r.value is not None]
     total = sum(r.weight for r in scored)
     if not scored or total == 0:
         return None, "not-scored"
     value = sum(r.weight * (r.value or 0.0) for r in scored) / total
+    if any(r.blocks for r in scored):
+        return value, "fail"
     return value, "pass" if value >= threshold - 1e-9 else "fail"
 
 
@@ -93,7 +111,7 @@ def score_case(case: Case, answer: Answer, rubric: Rubric | None = None, *,
                resources: Resources | None = None) -> CaseResult:
     """Grade `answer` by the case's own checks and the command's rubric."""
     ctx = Context(dialect=case.spec.dialect, prompt=case.spec.prompt, case_id=case.id,
-                  resources=resources or Resources())
+                  command=case.command, resources=resources or Resources())
     checks = case.checks + (rubric.checks if rubric else ())
     results = tuple(run_check(check, answer, ctx) for check in checks)
     value, status = combine(results, case.spec.threshold)
@@ -104,7 +122,8 @@ def score_with_rubric(rubric: Rubric, answer: Answer, *, dialect: str | None = N
                       prompt: str = "", threshold: float = 0.8,
                       resources: Resources | None = None) -> CaseResult:
     """Grade any answer by a command's rubric alone (`plumber eval score`)."""
-    ctx = Context(dialect=dialect, prompt=prompt, case_id="", resources=resources or Resources())
+    ctx = Context(dialect=dialect, prompt=prompt, case_id="", command=rubric.command,
+                  resources=resources or Resources())
     results = tuple(run_check(check, answer, ctx) for check in rubric.checks)
     value, status = combine(results, threshold)
     return CaseResult("", rubric.command, answer, results, value, threshold, status)

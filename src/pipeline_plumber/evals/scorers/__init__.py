@@ -34,19 +34,24 @@ Status = Literal["pass", "fail", "not-scored"]
 
 @dataclass(frozen=True)
 class Score:
-    """A verdict: pass or fail with a value in [0, 1], or not scored; always explained."""
+    """A verdict: pass or fail with a value in [0, 1], or not scored; always explained.
+
+    A failed `blocker` (the answer's DDL does not run, a re-run duplicates rows, a check misses
+    a defect) fails the whole case whatever the weighted mean of its checks.
+    """
 
     status: Status
     value: float | None
     explanation: str
+    blocker: bool = False
 
     @classmethod
     def ok(cls, explanation: str, value: float = 1.0) -> Score:
         return cls("pass", value, explanation)
 
     @classmethod
-    def fail(cls, explanation: str, value: float = 0.0) -> Score:
-        return cls("fail", value, explanation)
+    def fail(cls, explanation: str, value: float = 0.0, *, blocker: bool = False) -> Score:
+        return cls("fail", value, explanation, blocker)
 
     @classmethod
     def not_scored(cls, explanation: str) -> Score:
@@ -96,11 +101,13 @@ class Resources:
 
 @dataclass(frozen=True)
 class Context:
-    """What a check knows besides the answer: the case's dialect and prompt, shared resources."""
+    """What a check knows besides the answer: the case's dialect, prompt and command (the one
+    `eval score --command` names), shared resources."""
 
     dialect: str | None = None
     prompt: str = ""
     case_id: str = ""
+    command: str | None = None
     resources: Resources = field(default_factory=Resources)
 
     def dialect_for(self, answer: Answer, given: str | None = None) -> tuple[str, str]:
@@ -176,4 +183,4 @@ def arg_names(name: str) -> list[str]:
 
 def load_all() -> None:
     """Import every scorer family (they register themselves). Cheap after the first call."""
-    from . import behaviour, judge, python, sql, text  # noqa: F401
+    from . import behaviour, execution, judge, python, sql, text  # noqa: F401

@@ -1,0 +1,461 @@
+"""The answer as a program: every SQL statement of its fenced blocks, in order, classified.
+
+Kinds, and what the execution model does with each:
+
+- `ddl`: CREATE / ALTER / COMMENT / DROP-before-CREATE: the setup, run in order by `run.setup`.
+- `seed`: INSERT of literal rows into a table the answer creates: run with the setup, where the
+  answer put it (a lookup table's rows before the facts that reference them).
+- `load`: the answer's INSERT..SELECT / upsert / UPDATE / DELETE / MERGE / TRUNCATE / overwrite
+  that moves data: never part of the setup; replayed by the probes that test loads.
+- `maintenance`: SCD2 closing, retention (DELETE by age, DROP/DETACH of a partition), backfill:
+  replayed by the probes that test them.
+- `query`: SELECT / EXPLAIN / SHOW.
+- `example`: a statement the answer marks as an example of a later operation, or one that acts
+  on an object the answer never creates: reported, never failed.
+- `skip`: what a sandbox does not run (GRANT, roles, transaction control, COPY from files, psql
+  meta-commands, extensions, orchestration objects such as Snowflake tasks).
+
+Snowflake and BigQuery answers are translated to DuckDB with sqlglot when the translation is
+faithful for the statements used; storage-only clauses (clustering, partitioning, table options,
+comments) are dropped with a note. Otherwise the Program says `not_executed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..answers import Answer
+from ..scorers.sql import without_jinja
+from .engine import Engine
+
+StepKind = Literal["ddl", "seed", "load", "maintenance", "query", "example", "skip"]
+SETUP_KINDS: tuple[StepKind, ...] = ("ddl", "seed")
+WAREHOUSES = {"snowflake", "bigquery"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of the answer. `sql` is what runs on the engine (translated for a
+    warehouse answer); `original` is what the answer wrote."""
+
+    index: int
+    kind: StepKind
+    sql: str
+    original: str
+    where: str  # "SQL block 2 (line 14), statement 3"
+    statement: str  # "CREATE TABLE", "INSERT", "MERGE", ...
+    target: str | None  # the table (or object) it creates or writes, unqualified, lower case
+    note: str = ""  # why it is an example, skipped or maintenance
+    tree: Any = field(default=None, compare=False, repr=False)  # sqlglot tree, answer's dialect
+
+
+@dataclass(frozen=True)
+class Program:
+    """The answer's SQL, ready to run on `engine` (None when it cannot run anywhere)."""
+
+    dialect: str
+    engine: Engine | None
+    steps: tuple[Step, ...]
+    not_executed: str | None = None  # "<feature> has no DuckDB equivalent"
+    error: str | None = None  # the SQL could not be split into statements
+    notes: tuple[str, ...] = ()
+
+    @property
+    def runnable(self) -> bool:
+        return self.engine is not None and self.not_executed is None and self.error is None
+
+    def of_kind(self, *kinds: StepKind) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.kind in kinds)
+
+    @property
+    def setup(self) -> tuple[Step, ...]:
+        return self.of_kind(*SETUP_KINDS)
+
+    @property
+    def created(self) -> frozenset[str]:
+        """Names of the objects the answer's own setup creates."""
+        return frozenset(s.target for s in self.steps
+                         if s.kind == "ddl" and s.statement.startswith("CREATE") and s.target)
+
+    def writes(self, table: str | None = None,
+               kinds: Iterable[StepKind] = ("load", "maintenance")) -> tuple[Step, ...]:
+        """The statements of `kinds` (in the answer's order) that write into `table` (any table
+        when None); `table` is matched unqualified and case-insensitively."""
+        wanted = set(kinds)
+        name = table.lower().split(".")[-1] if table else None
+        return tuple(s for s in self.steps
+                     if s.kind in wanted and (name is None or s.target == name))
+
+
+def build_program(answer: Answer, dialect: str) -> Program:
+    """The answer's SQL as a Program for `dialect` (cached on the answer)."""
+    key = ("program", dialect)
+    cached = answer.cache.get(key)
+    if cached is None:
+        cached = _build(answer, dialect)
+        answer.cache[key] = cached
+    assert isinstance(cached, Program)
+    return cached
+
+
+# --- splitting ------------------------------------------------------------------------------------
+
+_META = re.compile(r"^[ \t]*\\.*$", re.MULTILINE)  # psql meta-commands: \c, \set, \i ...
+
+
+@dataclass(frozen=True)
+class _Raw:
+    sql: str
+    lead: str  # text between the previous statement and this one (its comments)
+    where: str
+    block_intro: str  # the prose just before the block's fence
+
+
+def _split(code: str, dialect: str) -> list[tuple[str, str]]:
+    """(statement, the comments and blanks before it) for each statement of `code`."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.tokenizer_core import TokenType
+
+    text = _META.sub(lambda m: " " * len(m.group(0)), without_jinja(code))
+    tokens = Dialect.get_or_raise(dialect).tokenize(text)
+    out: list[tuple[str, str]] = []
+    current: list[Any] = []
+    previous_end = 0
+    for token in [*tokens, None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if current:
+                start, end = current[0].start, current[-1].end + 1
+                # a comment right before the first token belongs to the statement's lead
+                out.append((text[start:end], text[previous_end:start] + " ".join(
+                    c for t in current[:1] for c in (t.comments or []))))
+                previous_end = end
+            if token is not None:
+                previous_end = token.end + 1
+            current = []
+        else:
+            current.append(token)
+    return out
+
+
+def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
+    lines = answer.text.splitlines()
+    raws: list[_Raw] = []
+    for block in answer.sql_blocks:
+        intro = "\n".join(lines[max(0, block.line - 4): block.line - 1])
+        for i, (sql, lead) in enumerate(_split(block.code, dialect), start=1):
+            where = f"SQL block {block.index} (line {block.line}), statement {i}"
+            raws.append(_Raw(sql, lead, where, intro if i == 1 else ""))
+    return raws
+
+
+# --- classifying ----------------------------------------------------------------------------------
+
+_EXAMPLE = re.compile(
+    r"\b(e\.g\.|for example|example|illustrat\w*|for instance|later|in the future|some ?day|"
+    r"when (you|we) need|to evolve|evolution|migration|hypothetical)\b", re.I)
+_BACKFILL = re.compile(r"\b(backfill\w*|re-?process\w*|recompute\w*|rebuild\w*)\b", re.I)
+_PARAMS = re.compile(r"(\$\d+|%\(\w+\)s|%s|(?<![:\w]):[a-z_]\w*\b|\?(?!\w))", re.I)
+_AGE = re.compile(r"\b(now\s*\(|current_date|current_timestamp|getdate|sysdate|interval\b|"
+                  r"date_sub|dateadd|timestamp_sub|date_trunc)", re.I)
+_SCD2_CLOSE = re.compile(r"^(is_)?(current|active|latest)(_flag|_row|_version)?$|"
+                         r"^(valid|effective|eff|row)_(to|until|end)(_\w+)?$|^end_(date|ts|at)$|"
+                         r"^(expired|superseded)_(at|on|ts)$|^(to|until)_(date|ts)$")
+_SKIP_FIRST = {
+    "BEGIN": "transaction control", "COMMIT": "transaction control",
+    "ROLLBACK": "transaction control", "START": "transaction control",
+    "END": "transaction control", "SAVEPOINT": "transaction control",
+    "RELEASE": "transaction control", "SET": "session setting", "RESET": "session setting",
+    "USE": "session setting", "VACUUM": "maintenance the sandbox does not run",
+    "ANALYZE": "statistics (the probes that need them run ANALYZE)",
+    "GRANT": "privileges for roles outside the sandbox", "REVOKE": "privileges for roles "
+    "outside the sandbox", "COPY": "reads or writes files", "PUT": "reads or writes files",
+    "GET": "reads or writes files", "REMOVE": "reads or writes files",
+    "LIST": "reads or writes files", "CALL": "calls a procedure", "EXECUTE": "runs a task",
+    "CHECKPOINT": "server maintenance", "LISTEN": "notification", "NOTIFY": "notification",
+    "REFRESH": "refreshes a view", "LOAD": "loads an extension", "INSTALL": "installs an "
+    "extension", "PRAGMA": "engine setting", "ATTACH": "opens another database",
+    "DETACH": "closes another database", "EXPORT": "writes files", "IMPORT": "reads files",
+}
+_SKIP_CREATE = {
+    "ROLE": "roles live outside the sandbox", "USER": "roles live outside the sandbox",
+    "DATABASE": "databases live outside the sandbox", "EXTENSION": "extensions are "
+    "pre-installed or unavailable in the sandbox", "WAREHOUSE": "compute outside the engine",
+    "TASK": "orchestration (its body is replayed as a load)", "STREAM": "change capture "
+    "outside the engine", "PIPE": "ingestion outside the engine", "STAGE": "files outside the "
+    "engine", "FILE": "files outside the engine", "INTEGRATION": "outside the engine",
+    "NOTIFICATION": "outside the engine", "MASKING": "masking policies outside the engine",
+    "ROW": "row access policies outside the engine", "TAG": "object tags outside the engine",
+    "SECRET": "credentials", "SERVER": "foreign servers", "PUBLICATION": "replication",
+    "SUBSCRIPTION": "replication", "TABLESPACE": "server storage", "SHARE": "data sharing",
+    "EVENT": "event triggers need a superuser",
+}
+_QUERY_FIRST = {"SELECT", "EXPLAIN", "SHOW", "DESCRIBE", "DESC", "VALUES", "TABLE", "FROM",
+                "SUMMARIZE"}
+_DML_FIRST = {"INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE", "UPSERT", "REPLACE"}
+
+
+def _words(sql: str) -> list[str]:
+    return re.findall(r"[A-Za-z_][A-Za-z_0-9]*", sql.upper())[:8]
+
+
+def _parse(sql: str, dialect: str) -> Any:
+    import sqlglot
+    from sqlglot.errors import ParseError, TokenError
+
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    try:
+        return sqlglot.parse_one(sql, read=dialect)
+    except (ParseError, TokenError, ValueError):
+        return None
+
+
+def _table_name(node: Any) -> str | None:
+    from sqlglot import exp
+
+    if node is None:
+        return None
+    table = node if isinstance(node, exp.Table) else node.find(exp.Table)
+    if table is None or not table.name:
+        return None
+    return str(table.name).lower()
+
+
+def _target(tree: Any) -> str | None:
+    """The table a statement creates, alters or writes (unqualified, lower case)."""
+    from sqlglot import exp
+
+    if tree is None:
+        return None
+    if isinstance(tree, exp.Create | exp.Insert | exp.Update | exp.Delete | exp.Merge |
+                  exp.Alter | exp.Comment | exp.Drop | exp.TruncateTable):
+        this = tree.this
+        if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "INDEX":
+            table = tree.this.args.get("table") if tree.this is not None else None
+            return _table_name(table) if table is not None else None
+        if isinstance(tree, exp.TruncateTable):
+            exprs = tree.expressions
+            return _table_name(exprs[0]) if exprs else None
+        if isinstance(tree, exp.Drop) and this is None:
+            tables = tree.args.get("tables") or []
+            return _table_name(tables[0]) if tables else None
+        if isinstance(this, exp.Schema):
+            this = this.this
+        return _table_name(this)
+    return None
+
+
+def _created_name(tree: Any) -> str | None:
+    """What a CREATE statement creates (an index: its own name)."""
+    from sqlglot import exp
+
+    if not isinstance(tree, exp.Create):
+        return None
+    this = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    if isinstance(this, exp.Index):
+        return str(this.name).lower() if this.name else None
+    return _table_name(this) if this is not None else None
+
+
+def _sources(query: Any) -> set[str]:
+    """The tables a query reads (CTE names excluded), unqualified, lower case."""
+    from sqlglot import exp
+
+    ctes = {str(c.alias).lower() for c in query.find_all(exp.CTE)}
+    return {str(t.name).lower() for t in query.find_all(exp.Table) if t.name} - ctes
+
+
+def _regex_target(words: list[str], sql: str) -> str | None:
+    """The object a statement sqlglot could not parse acts on, from its words."""
+    match = re.search(r"\b(?:TABLE|INTO|UPDATE|FROM|ON)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+                      r"([\w\".]+)", sql, re.I)
+    if not match:
+        return None
+    return match.group(1).replace('"', "").split(".")[-1].lower()
+
+
+def _classify(raw: _Raw, dialect: str, created_anywhere: set[str], created_so_far: set[str]
+              ) -> tuple[StepKind, str, str | None, str, Any]:
+    """(kind, statement, target, note, tree) of one statement."""
+    from sqlglot import exp
+
+    words = _words(raw.sql)
+    first = words[0] if words else ""
+    tree = _parse(raw.sql, dialect)
+    opaque = tree is None or isinstance(tree, exp.Command)
+    lead = raw.lead + "\n" + raw.block_intro
+    if first in _SKIP_FIRST:
+        return "skip", first, None, _SKIP_FIRST[first], tree
+    if first == "CREATE":
+        rest = [w for w in words[1:] if w not in {"OR", "REPLACE", "TEMP", "TEMPORARY",
+                                                   "TRANSIENT", "UNLOGGED", "GLOBAL", "LOCAL",
+                                                   "SECURE", "IF", "NOT", "EXISTS"}]
+        what = rest[0] if rest else ""
+        if what in _SKIP_CREATE:
+            return "skip", f"CREATE {what}", None, _SKIP_CREATE[what], tree
+    if first in _QUERY_FIRST or (first == "WITH" and not set(words) & _DML_FIRST and
+                                 not isinstance(tree, exp.Insert | exp.Update | exp.Delete |
+                                                exp.Merge)):
+        return "query", first, None, "", tree
+    target = _target(tree) if not opaque else _regex_target(words, raw.sql)
+    if first in _DML_FIRST or first == "WITH" or isinstance(
+            tree, exp.Insert | exp.Update | exp.Delete | exp.Merge):
+        return _classify_dml(raw, tree, first, target, lead, created_anywhere)
+    if first == "DROP":
+        if target in created_anywhere and target not in created_so_far:
+            return "ddl", "DROP", target, "clears the way for the CREATE that follows", tree
+        if target in created_so_far:
+            return "maintenance", "DROP", target, "drops what the setup created (retention)", tree
+        if "IF" in words[:4]:
+            return "skip", "DROP", target, "drops an object the answer never creates", tree
+        return "example", "DROP", target, f"acts on {target}, which the answer never creates", tree
+    if first == "ALTER":
+        upper = raw.sql.upper()
+        statement = "ALTER " + (words[1] if len(words) > 1 else "")
+        if words[1:2] in (["TASK"], ["PIPE"], ["STREAM"], ["WAREHOUSE"], ["ROLE"], ["USER"],
+                          ["DATABASE"], ["SYSTEM"], ["DEFAULT"]):
+            return "skip", statement, target, "outside the engine", tree
+        if target is not None and target not in created_anywhere:
+            return "example", statement, target, (
+                f"acts on {target}, which the answer never creates"), tree
+        if re.search(r"\b(DETACH|DROP)\s+PARTITION\b", upper):
+            return "maintenance", statement, target, "partition retention", tree
+        if _EXAMPLE.search(lead):
+            return "example", statement, target, "the answer shows it as a later change", tree
+        return "ddl", statement, target, "", tree
+    if first == "COMMENT":
+        if target is not None and target not in created_anywhere:
+            return "example", "COMMENT", target, (
+                f"acts on {target}, which the answer never creates"), tree
+        return "ddl", "COMMENT", target, "", tree
+    if first == "CREATE":
+        kind = str(tree.args.get("kind") or "").upper() if isinstance(tree, exp.Create) else ""
+        statement = f"CREATE {kind}" if kind else "CREATE " + (words[1] if len(words) > 1 else "")
+        if kind == "INDEX" and target is not None and target not in created_anywhere:
+            return "example", statement, target, (
+                f"acts on {target}, which the answer never creates"), tree
+        name = _created_name(tree) if not opaque else target
+        if kind == "TABLE" and isinstance(tree, exp.Create) and tree.expression is not None:
+            if name in created_so_far:
+                return "load", statement, name, "overwrites the table", tree
+            if _sources(tree.expression) - created_so_far:
+                return "load", statement, name, "creates a table from data it reads", tree
+        return "ddl", statement, name if kind != "INDEX" else target, "", tree
+    if first == "DO":
+        return "ddl", "DO", None, "", tree
+    return "skip", first or "?", None, "not a statement the sandbox runs", tree
+
+
+def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: str,
+                  created_anywhere: set[str]) -> tuple[StepKind, str, str | None, str, Any]:
+    from sqlglot import exp
+
+    statement = {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE",
+                 exp.Merge: "MERGE"}.get(type(tree), first)
+    if statement == "WITH":
+        statement = next((w for w in _words(raw.sql) if w in _DML_FIRST), "WITH")
+    if target is not None and created_anywhere and target not in created_anywhere:
+        return "example", statement, target, (
+            f"writes {target}, which the answer never creates"), tree
+    if _PARAMS.search(_without_strings(raw.sql)):
+        return "example", statement, target, "uses bind parameters", tree
+    if isinstance(tree, exp.Insert):
+        values = isinstance(tree.expression, exp.Values)
+        upsert = tree.args.get("conflict") is not None
+        if values and not upsert and not tree.args.get("overwrite"):
+            return "seed", statement, target, "", tree
+    if _BACKFILL.search(raw.lead):
+        return "maintenance", statement, target, "backfill", tree
+    if isinstance(tree, exp.Delete) and _AGE.search(raw.sql):
+        return "maintenance", statement, target, "retention", tree
+    if isinstance(tree, exp.Update) and any(
+            _SCD2_CLOSE.match(str(eq.this.name).lower())
+            for eq in tree.expressions if isinstance(eq, exp.EQ)
+            and isinstance(eq.this, exp.Column)):
+        return "maintenance", statement, target, "closes SCD2 versions", tree
+    return "load", statement, target, "", tree
+
+
+def _without_strings(sql: str) -> str:
+    return re.sub(r"'(?:[^']|'')*'|\$\$.*?\$\$|--[^\n]*|::\w+", "''", sql, flags=re.S)
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def _build(answer: Answer, dialect: str) -> Program:
+    from sqlglot.errors import TokenError
+
+    engine: Engine | None = (
+        "postgres" if dialect == "postgres" else "duckdb"
+        if dialect == "duckdb" or dialect in WAREHOUSES else None)
+    try:
+        raws = _raw_statements(answer, dialect)
+    except TokenError as err:
+        return Program(dialect, engine, (), error=f"the SQL cannot be split into statements: "
+                       f"{str(err).splitlines()[0]}")
+    trees = [_parse(r.sql, dialect) for r in raws]
+    created_anywhere = {name for name in (_created_name(t) for t in trees) if name}
+    created_anywhere |= {_regex_target(_words(r.sql), r.sql) or "" for r in raws
+                         if _words(r.sql)[:1] == ["CREATE"]} - {""}
+    steps: list[Step] = []
+    created_so_far: set[str] = set()
+    for raw in raws:
+        kind, statement, target, note, tree = _classify(raw, dialect, created_anywhere,
+                                                        created_so_far)
+        steps.append(Step(len(steps), kind, raw.sql, raw.sql, raw.where, statement, target,
+                          note, tree))
+        if kind == "ddl" and statement.startswith("CREATE") and target:
+            created_so_far.add(target)
+        if statement == "CREATE TASK":
+            body = _task_body(raw.sql)
+            if body:
+                inner = _Raw(body, raw.lead, raw.where + " (the task's body)", "")
+                kind, statement, target, note, tree = _classify(inner, dialect,
+                                                                created_anywhere, created_so_far)
+                steps.append(Step(len(steps), kind, body, body, inner.where, statement, target,
+                                  note, tree))
+    program = Program(dialect, engine, tuple(steps))
+    if dialect in WAREHOUSES:
+        from .transpile import to_duckdb
+
+        program = to_duckdb(program)
+    return _with_schemas(program)
+
+
+def _task_body(sql: str) -> str | None:
+    match = re.search(r"\bAS\s+((?:MERGE|INSERT|UPDATE|DELETE|CALL|BEGIN)\b.*)$", sql,
+                      re.I | re.S)
+    return match.group(1).strip() if match else None
+
+
+def _with_schemas(program: Program) -> Program:
+    """Create the schemas the answer's tables live in when it does not itself (a sandbox
+    database is empty; an answer may assume `analytics` exists)."""
+    from sqlglot import exp
+
+    if not program.runnable:
+        return program
+    made = {s.target for s in program.steps if s.statement == "CREATE SCHEMA" and s.target}
+    needed: list[str] = []
+    for step in program.setup:
+        if step.statement.startswith("CREATE") and isinstance(step.tree, exp.Create):
+            table = step.tree.find(exp.Table)
+            schema = str(table.db).lower() if table is not None and table.db else ""
+            if schema and schema not in made and schema not in needed and schema not in (
+                    "public", "main"):
+                needed.append(schema)
+    if not needed:
+        return program
+    extra = tuple(Step(0, "ddl", f"CREATE SCHEMA IF NOT EXISTS {name}", "", "(the sandbox)",
+                       "CREATE SCHEMA", name, "the answer assumes the schema exists")
+                  for name in needed)
+    steps = tuple(Step(i, s.kind, s.sql, s.original, s.where, s.statement, s.target, s.note,
+                       s.tree) for i, s in enumerate(extra + program.steps))
+    notes = program.notes + tuple(f"created schema {name}, which the answer assumes exists"
+                                  for name in needed)
+    return Program(program.dialect, program.engine, steps, program.not_executed, program.error,
+                   notes)

@@ -1,0 +1,142 @@
+"""The execution model: programs, catalogs, synthetic rows, setup, families, blockers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline_plumber.evals.answers import Answer
+from pipeline_plumber.evals.execution.catalog import read_catalog
+from pipeline_plumber.evals.execution.engine import Rejected, open_session
+from pipeline_plumber.evals.execution.program import build_program
+from pipeline_plumber.evals.execution.properties import known_properties, run_family
+from pipeline_plumber.evals.execution.run import setup
+from pipeline_plumber.evals.execution.synth import insert_sql, populate, rows
+from pipeline_plumber.evals.scorers import Context, Resources
+from pipeline_plumber.evals.scoring import CheckResult, combine
+
+SCHEMA = """\
+```sql
+CREATE TABLE plans (plan_code TEXT PRIMARY KEY,
+    tier TEXT NOT NULL CHECK (tier IN ('starter', 'team', 'enterprise')));
+INSERT INTO plans VALUES ('s', 'starter');
+CREATE TABLE subscriptions (
+    subscription_id BIGINT PRIMARY KEY,
+    plan_code TEXT NOT NULL REFERENCES plans (plan_code),
+    period_start TIMESTAMPTZ NOT NULL,
+    period_end TIMESTAMPTZ NOT NULL,
+    monthly_amount NUMERIC(10,2) NOT NULL CHECK (monthly_amount >= 0),
+    CHECK (period_end > period_start));
+CREATE INDEX subscriptions_plan_idx ON subscriptions (plan_code, period_start);
+INSERT INTO subscriptions SELECT * FROM staging_subscriptions
+  ON CONFLICT (subscription_id) DO UPDATE SET plan_code = excluded.plan_code;
+DELETE FROM subscriptions WHERE period_end < now() - INTERVAL '2 years';
+SELECT count(*) FROM subscriptions;
+GRANT SELECT ON subscriptions TO analyst;
+```
+"""
+
+
+@pytest.fixture(scope="module")
+def resources() -> Iterator[Resources]:
+    with Resources() as shared:
+        yield shared
+
+
+def test_program_classifies_every_statement_in_order() -> None:
+    program = build_program(Answer(SCHEMA, "file"), "postgres")
+    kinds = [(s.kind, s.statement, s.target) for s in program.steps]
+    assert kinds == [
+        ("ddl", "CREATE TABLE", "plans"), ("seed", "INSERT", "plans"),
+        ("ddl", "CREATE TABLE", "subscriptions"), ("ddl", "CREATE INDEX", "subscriptions"),
+        ("load", "INSERT", "subscriptions"), ("maintenance", "DELETE", "subscriptions"),
+        ("query", "SELECT", None), ("skip", "GRANT", None)]
+    assert program.writes("SUBSCRIPTIONS", kinds=("load",))[0].statement == "INSERT"
+    assert program.created == {"plans", "subscriptions"}
+
+
+def test_program_marks_examples_and_objects_never_created() -> None:
+    text = ("```sql\nCREATE TABLE t (id INT PRIMARY KEY);\n```\n\nFor example, later:\n\n"
+            "```sql\nALTER TABLE t ADD COLUMN note TEXT;\nINSERT INTO other VALUES (1);\n```\n")
+    program = build_program(Answer(text, "file"), "duckdb")
+    assert [s.kind for s in program.steps] == ["ddl", "example", "example"]
+    assert "never creates" in program.steps[2].note
+
+
+def test_warehouse_program_is_translated_or_not_executed() -> None:
+    ok = build_program(Answer("```sql\nCREATE TABLE ds.t (id INT64 NOT NULL, ts TIMESTAMP) "
+                              "PARTITION BY DATE(ts) OPTIONS (description = 'x');\n```", "file"),
+                       "bigquery")
+    assert ok.runnable and ok.engine == "duckdb"
+    assert ok.steps[0].sql == "CREATE SCHEMA IF NOT EXISTS ds"
+    assert "PARTITION" not in ok.steps[1].sql.upper()
+    geo = build_program(Answer("```sql\nCREATE TABLE t (g GEOGRAPHY);\n```", "file"),
+                        "snowflake")
+    assert geo.not_executed is not None and "GEOGRAPHY" in geo.not_executed
+
+
+@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+def test_catalog_synth_and_setup_on_both_engines(engine: str, resources: Resources) -> None:
+    text = SCHEMA if engine == "postgres" else SCHEMA.replace("TIMESTAMPTZ", "TIMESTAMPTZ")
+    program = build_program(Answer(text, "file"), engine)
+    with open_session(resources, engine) as session:  # type: ignore[arg-type]
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert any("GRANT not run" in note for note in execution.reported)
+        catalog = execution.catalog
+        subs = catalog.table("subscriptions")
+        assert subs is not None and subs.primary_key == ("subscription_id",)
+        assert subs.foreign_keys[0].table == "plans"
+        assert [c.name for t, c in catalog.money_columns()] == ["monthly_amount"]
+        assert {c.name for _, c in catalog.time_columns()} == {"period_start", "period_end"}
+        assert [t.name for t in catalog.tables_in_fk_order()] == ["plans", "subscriptions"]
+        assert any(i.columns[:1] == ("plan_code",) for i in subs.indexes)
+        with session.savepoint(undo=True):
+            stored = populate(session, catalog, 3)
+            assert len(stored["subscriptions"]) == 3  # CHECKs and foreign keys respected
+            duplicate = rows(subs, 1, stored)[0]
+            with pytest.raises(Rejected):
+                session.execute(insert_sql(subs, [duplicate]))
+        assert read_catalog(session).tables.keys() == catalog.tables.keys()
+
+
+def test_setup_stops_at_the_first_refusal_in_the_engines_words(resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE fact (d INT REFERENCES dim_date (d));\n"
+            "CREATE TABLE dim_date (d INT PRIMARY KEY);\n```\n")
+    program = build_program(Answer(text, "file"), "duckdb")
+    with open_session(resources, "duckdb") as session:
+        execution = setup(session, program)
+    assert not execution.ok and execution.ran == 0
+    assert execution.failures[0].startswith("DDL does not run: ")
+    assert "dim_date" in execution.failures[0]
+
+
+def test_setup_stubs_a_parent_the_answer_never_creates(resources: Resources) -> None:
+    text = "```sql\nCREATE TABLE events (id UUID PRIMARY KEY, user_id BIGINT NOT NULL " \
+           "REFERENCES users (user_id));\n```\n"
+    program = build_program(Answer(text, "file"), "postgres")
+    with open_session(resources, "postgres") as session:
+        execution = setup(session, program)
+    assert execution.ok, execution.failures
+    assert any("a stub with its key was created" in r for r in execution.reported)
+
+
+def test_family_runs_once_per_answer(resources: Resources) -> None:
+    answer = Answer(SCHEMA, "file")
+    ctx = Context(dialect="postgres", command="schema", resources=resources)
+    first = run_family(answer, "schema", ctx, "postgres")
+    assert run_family(answer, "schema", ctx, "postgres") is first
+    assert {f.property for f in first.findings} >= {"primary-keys", "exact-money"}
+    assert "scd2-one-current" in known_properties()
+
+
+def _result(status: str, value: float, blocker: bool, weight: float = 1) -> CheckResult:
+    return CheckResult("c", "s", "case", weight, status, value, "", 0.0, blocker)  # type: ignore[arg-type]
+
+
+def test_a_failed_blocker_fails_the_case_whatever_the_mean() -> None:
+    passing = tuple(_result("pass", 1.0, False, 10) for _ in range(5))
+    assert combine((*passing, _result("fail", 0.0, False)), 0.8)[1] == "pass"
+    value, status = combine((*passing, _result("fail", 0.0, True)), 0.8)
+    assert status == "fail" and value is not None and value > 0.95
