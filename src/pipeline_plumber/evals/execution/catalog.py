@@ -27,7 +27,7 @@ class Column:
     type: str  # the engine's spelling, lower case: "numeric(12,2)", "timestamp with time zone"
     nullable: bool
     default: str | None = None
-    generated: bool = False  # identity ALWAYS or computed: an INSERT must leave it out
+    generated: bool = False  # identity, serial or computed: synthetic rows leave it out
 
     @property
     def is_timestamp(self) -> bool:
@@ -183,7 +183,9 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
 ORDER BY n.nspname, c.relname"""
 _PG_COLUMNS = """
 SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid), a.attidentity = 'a' OR a.attgenerated <> ''
+       pg_get_expr(d.adbin, d.adrelid),
+       a.attidentity <> '' OR a.attgenerated <> ''
+           OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%'
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum"""
@@ -297,7 +299,8 @@ def _duckdb(session: Session) -> Catalog:
             _DUCK_COLUMNS) or []:
         columns.setdefault((str(schema), str(table)), []).append(
             Column(str(name), _duck_type(str(typ)), bool(nullable),
-                   None if default is None else str(default), bool(generated)))
+                   None if default is None else str(default),
+                   bool(generated) or str(default or "").startswith("nextval(")))
     keys: dict[tuple[str, str], dict[str, list[object]]] = {}
     for schema, table, kind, cols, ref, ref_cols, text in session.execute(
             _DUCK_CONSTRAINTS) or []:
