@@ -48,19 +48,20 @@ class Sandbox:
     @contextmanager
     def answer_session(self, engine: Engine, *, deadline_s: float | None = None
                        ) -> Iterator[SqlSession]:
-        """A fresh database for one answer; one deadline over the whole with-block.
+        """A fresh database for one answer; one deadline over the whole with-block (from
+        the moment the database is ready: starting the cluster is not the answer's time).
 
         Raises `TimedOut` from inside the block once the deadline passed, and `Damaged` on
         exit when the answer left the PostgreSQL server changed (the server was replaced).
         """
-        deadline = Deadline(deadline_s or self.deadline_s)
+        seconds = deadline_s or self.deadline_s
         if engine == "duckdb":
             from .duckdb import duckdb_answer
 
-            with duckdb_answer(deadline, self.watchdog) as duck:
+            with duckdb_answer(seconds, self.watchdog) as duck:
                 yield duck
         elif engine == "postgres":
-            with self.postgres.answer(deadline) as session:
+            with self.postgres.answer(seconds) as session:
                 yield session
         else:
             raise ValueError(f"no sandbox for engine {engine!r}")

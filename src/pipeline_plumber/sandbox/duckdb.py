@@ -114,9 +114,11 @@ class DuckdbSession(SqlSession):
 
 
 @contextmanager
-def duckdb_answer(deadline: Deadline, watchdog: Watchdog) -> Iterator[DuckdbSession]:
-    """A DuckDB session whose deadline the watchdog enforces; closed on exit."""
-    session = DuckdbSession(deadline)
+def duckdb_answer(seconds: float, watchdog: Watchdog) -> Iterator[DuckdbSession]:
+    """A DuckDB session with a deadline `seconds` away that the watchdog enforces; closed on
+    exit."""
+    session = DuckdbSession(Deadline(seconds))
+    deadline = session.deadline
 
     def alarm() -> float:
         deadline.expire()

@@ -281,13 +281,15 @@ class PostgresSandbox:
     # --- one answer -----------------------------------------------------------------------
 
     @contextmanager
-    def answer(self, deadline: Deadline) -> Iterator[PostgresSession]:
-        """A fresh role and database for one answer, under `deadline`; dropped afterwards."""
+    def answer(self, seconds: float) -> Iterator[PostgresSession]:
+        """A fresh role and database for one answer, with a deadline `seconds` away from when
+        they are ready; dropped afterwards."""
         name = ROLE_PREFIX + secrets.token_hex(8)
         password = secrets.token_urlsafe(24)
         with self._admin() as admin:
             dsn = self._create(admin, name, password)
             cleaner = self._cleaner
+        deadline = Deadline(seconds)
         stage = [0]
 
         def alarm() -> float:
