@@ -140,3 +140,17 @@ def test_a_failed_blocker_fails_the_case_whatever_the_mean() -> None:
     assert combine((*passing, _result("fail", 0.0, False)), 0.8)[1] == "pass"
     value, status = combine((*passing, _result("fail", 0.0, True)), 0.8)
     assert status == "fail" and value is not None and value > 0.95
+
+
+def test_parallel_scoring_keeps_the_order() -> None:
+    import time
+
+    from pipeline_plumber.evals.runner import in_order
+
+    def slow(n: int) -> int:
+        time.sleep(0.01 * (5 - n))  # the first items finish last
+        return n * n
+
+    seen: list[int] = []
+    assert in_order(slow, [0, 1, 2, 3, 4], 3, seen.append) == [0, 1, 4, 9, 16]
+    assert len(seen) == 5

@@ -27,9 +27,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import __version__, atomic
 from ..errors import InputError, Problem
@@ -159,7 +160,8 @@ def run_spec(suite: Suite, cases: tuple[Case, ...], answers: str) -> dict[str, A
 
 
 def run(suite: Suite, cases: tuple[Case, ...], source: AnswerSource, *, answers: str,
-        resources: Resources, progress: Callable[[int], None] | None = None) -> RunResult:
+        resources: Resources, progress: Callable[[int], None] | None = None,
+        jobs: int = 1) -> RunResult:
     """Score every answer `source` gives for `cases`. Raises RecordingMissing before scoring if
     any case has no answer."""
     gathered = [(case, source(case)) for case in cases]
@@ -171,13 +173,36 @@ def run(suite: Suite, cases: tuple[Case, ...], source: AnswerSource, *, answers:
                     "--answers references", file=case.file, line=case.line, field="id")
             for case in missing])
     result = RunResult(run_spec(suite, cases, answers))
-    for case, found in gathered:
-        for answer in found:
-            result.results.append(score_case(case, answer, suite.rubric_for(case),
-                                             resources=resources))
+    work = [(case, answer) for case, found in gathered for answer in found]
+    result.results.extend(in_order(
+        lambda item: score_case(item[0], item[1], suite.rubric_for(item[0]),
+                                resources=resources), work, jobs, progress))
+    return result
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def in_order(fn: Callable[[T], R], items: list[T], jobs: int,
+             progress: Callable[[int], None] | None = None) -> list[R]:
+    """`fn` over `items` on `jobs` worker threads (each answer opens its own sandbox session);
+    the results in the items' order."""
+    if jobs <= 1:
+        out = []
+        for item in items:
+            out.append(fn(item))
             if progress:
                 progress(1)
-    return result
+        return out
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="plumber-score") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        results = []
+        for future in futures:
+            results.append(future.result())
+            if progress:
+                progress(1)
+        return results
 
 
 # --- calibration ---------------------------------------------------------------------------------
@@ -242,32 +267,33 @@ class Calibration:
 
 
 def calibrate(suite: Suite, cases: tuple[Case, ...], *, resources: Resources,
-              progress: Callable[[int], None] | None = None) -> Calibration:
+              progress: Callable[[int], None] | None = None, jobs: int = 1) -> Calibration:
     """Run every check on every labelled answer and compare with the labels: a reference passes
     every check and its case; a flawed answer fails exactly the checks in its `fails` and fails
     its case."""
     out = Calibration()
-    for case in cases:
-        pair = suite.answers[case.id]
-        for answer in (pair.reference, *pair.flawed):
-            out.answers += 1
-            result = score_case(case, answer, suite.rubric_for(case), resources=resources)
-            fails = set(answer.label.fails) if answer.label else set()
-            for check in result.checks:
-                tally = out.scorers.setdefault(check.scorer, Tally())
-                expected_pass = check.id not in fails
-                if not tally.add(expected_pass, check.status):
-                    want = "pass" if expected_pass else "fail"
-                    out.disagreements.append(
-                        f"{answer.source}: check {check.id} ({check.scorer}) should {want} but "
-                        f"got {check.status}: {check.explanation}")
-            expected_case = answer.provenance == "reference"
-            if not out.cases.add(expected_case, result.status):
-                want = "pass" if expected_case else "fail"
-                score = "n/a" if result.score is None else f"{result.score:.2f}"
+    work = [(case, answer) for case in cases
+            for answer in (suite.answers[case.id].reference, *suite.answers[case.id].flawed)]
+    scored = in_order(lambda item: score_case(item[0], item[1], suite.rubric_for(item[0]),
+                                              resources=resources), work, jobs, progress)
+    for (case, answer), result in zip(work, scored, strict=True):
+        out.answers += 1
+        fails = set(answer.label.fails) if answer.label else set()
+        for check in result.checks:
+            tally = out.scorers.setdefault(check.scorer, Tally())
+            expected_pass = check.id not in fails
+            if not tally.add(expected_pass, check.status):
+                want = "pass" if expected_pass else "fail"
                 out.disagreements.append(
-                    f"{answer.source}: case {case.id} should {want} but got {result.status} "
-                    f"(score {score}, threshold {result.threshold:.2f})")
-            if progress:
-                progress(1)
+                    f"{answer.source}: check {check.id} ({check.scorer}) should {want} but "
+                    f"got {check.status}: {check.explanation}")
+        expected_case = answer.provenance == "reference"
+        if not out.cases.add(expected_case, result.status):
+            want = "pass" if expected_case else "fail"
+            score = "n/a" if result.score is None else f"{result.score:.2f}"
+            out.disagreements.append(
+                f"{answer.source}: case {case.id} should {want} but got {result.status} "
+                f"(score {score}, threshold {result.threshold:.2f})")
+        if progress:
+            progress(1)
     return out
