@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +121,74 @@ def test_missing_binaries_say_what_to_install(tmp_path: Path) -> None:
     assert "initdb" in message
     assert "apt-get install postgresql" in message
     assert "\n" not in message
+
+
+def test_the_server_environment_has_no_key_of_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "sk-ant-api03-pgcluster-Canary-7Hq2"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", canary)
+    monkeypatch.setenv("HOME", "/root/secret-home")
+    with throwaway_cluster() as dsn:
+        data_directory = Path(str(scalar(dsn, "SHOW data_directory")))
+        pid = int((data_directory / "postmaster.pid").read_text(encoding="utf-8").split()[0])
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = sorted(item.split(b"=")[0].decode() for item in environ if item)
+        assert b"ANTHROPIC_API_KEY=" + canary.encode() not in environ
+        assert names == ["LANG", "LC_ALL", "PATH", "TZ"]
+        limits = Path(f"/proc/{pid}/limits").read_text(encoding="utf-8")
+        assert re.search(r"Max address space\s+2147483648", limits), limits
+        assert scalar(dsn, "SHOW temp_file_limit") == "2GB"
+
+
+CHILD = """
+import sys, time
+from pipeline_plumber.pgcluster import throwaway_cluster
+import psycopg
+with throwaway_cluster() as dsn:
+    with psycopg.connect(dsn) as conn:
+        print(conn.execute("SHOW data_directory").fetchone()[0], flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_termination_signals_remove_the_cluster(number: int) -> None:
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        data_directory = Path(child.stdout.readline().strip())
+        assert data_directory.is_dir()
+        child.send_signal(number)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    assert not data_directory.parent.exists()
+
+
+def test_stale_folders_of_dead_runs_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale = tmp_path / "plumber-pg-dead"
+    (stale / "data").mkdir(parents=True)
+    (stale / pgcluster.OWNER_MARKER).write_text(f"{dead.pid} 12345", encoding="utf-8")
+    alive = tmp_path / "plumber-pg-alive"
+    alive.mkdir()
+    (alive / pgcluster.OWNER_MARKER).write_text(
+        pgcluster._owner_mark(os.getpid()) or "", encoding="utf-8")
+    unmarked = tmp_path / "plumber-pg-unmarked"
+    unmarked.mkdir()
+    other = tmp_path / "someone-else"
+    other.mkdir()
+    (other / pgcluster.OWNER_MARKER).write_text(f"{dead.pid} 12345", encoding="utf-8")
+    assert pgcluster.remove_stale_clusters(tmp_path) == [stale]
+    assert not stale.exists()
+    assert alive.is_dir() and unmarked.is_dir() and other.is_dir()
+
+
+def test_other_roles_reach_only_their_own_database(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE ROLE lonely LOGIN PASSWORD 'pw'")
+        conn.execute("CREATE DATABASE lonely OWNER lonely")
+    own = psycopg.conninfo.make_conninfo(dsn, user="lonely", password="pw", dbname="lonely")
+    assert scalar(own, "SELECT current_user") == "lonely"
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
+        psycopg.connect(psycopg.conninfo.make_conninfo(own, dbname="postgres")).close()

@@ -43,6 +43,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -353,10 +354,13 @@ def throwaway_cluster(
     """
     bindir = find_server_bindir(search_dirs)
     account = cluster_account()
-    root = Path(tempfile.mkdtemp(prefix="plumber-pg-", dir=base_dir)).resolve()
+    remove_stale_clusters(Path(base_dir or tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base_dir)).resolve()
     data, socket_dir, log = root / "data", root / "socket", root / "server.log"
     server: subprocess.Popen[bytes] | None = None
+    restore_signals = _exit_on_termination()
     try:
+        (root / OWNER_MARKER).write_text(_owner_mark(os.getpid()) or "", encoding="utf-8")
         socket_dir.mkdir()
         if account is not None:
             for path in (root, socket_dir):
@@ -416,6 +420,79 @@ def throwaway_cluster(
                 _stop_server(server, bindir, data, account)
         finally:
             shutil.rmtree(root, ignore_errors=True)
+            restore_signals()
+
+
+FOLDER_PREFIX = "plumber-pg-"
+OWNER_MARKER = "plumber-owner"
+"""A file in each cluster folder: the pid and start time of the process that made it."""
+
+
+def _owner_mark(pid: int) -> str | None:
+    """'<pid> <start time in clock ticks since boot>' of a running process, None if gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    fields = stat_line.rsplit(")", 1)[-1].split()
+    return f"{pid} {fields[19]}" if len(fields) > 19 else None
+
+
+def remove_stale_clusters(base_dir: Path) -> list[Path]:
+    """Delete the cluster folders in `base_dir` whose owning process is gone; return them.
+
+    Only folders named plumber-pg-* that hold our owner marker are considered, and only when
+    the process it names no longer exists (a reused pid has another start time). Anything
+    else, ours or not, is left alone. Linux only (it reads /proc); elsewhere nothing is removed.
+    """
+    if not Path("/proc/self/stat").exists():
+        return []
+    removed = []
+    for folder in base_dir.glob(FOLDER_PREFIX + "*"):
+        try:
+            mark = (folder / OWNER_MARKER).read_text(encoding="utf-8").strip()
+            pid = int(mark.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if _owner_mark(pid) == mark:
+            continue  # its owner still runs
+        postmaster = folder / "data" / "postmaster.pid"
+        try:
+            server_pid = int(postmaster.read_text(encoding="utf-8").split()[0])
+        except (OSError, ValueError, IndexError):
+            server_pid = None
+        if server_pid is not None and _owner_mark(server_pid) is not None:
+            continue  # a server still runs there (it should have died with its owner)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _exit_on_termination() -> Callable[[], None]:
+    """Make SIGTERM and SIGHUP raise SystemExit, as SIGINT raises KeyboardInterrupt, so the
+    cluster's finally runs; returns what restores the previous handlers.
+
+    Only from the main thread, and only over the default handler (a program that handles these
+    signals itself keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    replaced = {}
+    for number in TERMINATING_SIGNALS:
+        if signal.getsignal(number) is signal.SIG_DFL:
+            replaced[number] = signal.signal(number, _raise_exit)
+
+    def restore() -> None:
+        for number, previous in replaced.items():
+            signal.signal(number, previous)
+
+    return restore
+
+
+def _raise_exit(number: int, _frame: object) -> None:
+    raise SystemExit(128 + number)
 
 
 @contextmanager
