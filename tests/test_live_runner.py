@@ -4,6 +4,8 @@ timeouts, budget, stored answers."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,14 @@ from pipeline_plumber.live.request import (
     plan_items,
     request_key,
 )
-from pipeline_plumber.live.runner import ReplayMiss, RunOptions, Stores, execute
+from pipeline_plumber.live.runner import (
+    ReplayMiss,
+    RunOptions,
+    Stores,
+    execute,
+    redact,
+    worst_case_usd,
+)
 from pipeline_plumber.live.store import AnswerStore, RunFolder
 from pipeline_plumber.paths import package_data
 
@@ -259,3 +268,98 @@ def test_a_bad_price_table_names_file_line_and_field(tmp_path: Path) -> None:
         load_prices(bad)
     assert [str(p) for p in caught.value.problems] == [
         f"{bad.as_posix()}:6: models[0].ouput: unknown key (did you mean 'output'?)"]
+
+
+# --- failed attempts the API may have billed, and the key in what a server sends back ----------
+
+
+def test_unreadable_200_replies_count_at_their_worst_case_and_stop_the_budget(
+        tmp_path: Path, prompts: PackPrompts) -> None:
+    config = LiveConfig(model=MODEL, max_tokens=1000)
+    with FakeMessagesAPI() as api:
+        api.set_fault(Fault.malformed())
+        items, folder, tally = run(api, tmp_path, prompts, n=1, jobs=1, max_usd=0.1,
+                                   max_retries=15, config=config)
+        sent = len(api.message_requests())
+    worst = worst_case_usd(items[0], load_prices(), load_prices().require(MODEL))
+    (result,) = folder.results().values()
+    assert sent == int(0.1 // worst) < 16  # every cut-off 200 is charged, so retries run out
+    assert result["status"] == "budget_exceeded" and result["attempts"] == sent
+    assert result["cost_usd"] == pytest.approx(sent * worst, rel=1e-6)
+    assert "malformed" not in result["error"] and result["error"]
+    assert tally.budget_exceeded == 1 and tally.spent_usd <= 0.1
+
+
+def test_refusals_before_any_work_are_free(tmp_path: Path, prompts: PackPrompts) -> None:
+    config = LiveConfig(model=MODEL, max_tokens=1000)
+    with FakeMessagesAPI() as api:
+        api.set_fault(Fault.overloaded())
+        _, folder, tally = run(api, tmp_path, prompts, n=1, jobs=1, max_usd=0.05,
+                               max_retries=5, config=config)
+        assert len(api.message_requests()) == 6
+    (result,) = folder.results().values()
+    assert result["status"] == "error" and "529" in result["error"]
+    assert result["cost_usd"] == 0 and tally.spent_usd == 0
+
+
+CANARY_KEY = "sk-ant-canary-1234567890abcdefghijklmnopqrstuvwxyz"
+
+
+class _EchoKey(BaseHTTPRequestHandler):
+    """A server that puts the first 16 characters of the caller's key in its error body and
+    in the answer text."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        sent = self.headers.get("x-api-key") or str(self.headers.get("authorization"))
+        piece = sent.removeprefix("Bearer ")[:16]
+        if self.server.answer:  # type: ignore[attr-defined]
+            body = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL,
+                    "content": [{"type": "text", "text": f"your key starts {piece}, {piece[:9]}"}],
+                    "stop_reason": "end_turn", "stop_sequence": None,
+                    "usage": {"input_tokens": 1, "output_tokens": 1}}
+            status = 200
+        else:
+            body = {"type": "error", "error": {"type": "authentication_error",
+                                               "message": f"invalid x-api-key: {piece}..."}}
+            status = 401
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_pieces_of_the_key_echoed_by_a_server_are_never_written(
+        tmp_path: Path, prompts: PackPrompts, answer: bool) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoKey)
+    server.answer = answer  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        items = plan_items(cases(1), prompts, LiveConfig(model=MODEL))
+        record_to = AnswerStore(tmp_path / "recordings")
+        execute(items, RunFolder(tmp_path / "run"), options=RunOptions(max_retries=0),
+                prices=load_prices(), model=MODEL, stores=Stores(record_to=record_to),
+                api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    written = "".join(p.read_text() for p in tmp_path.rglob("*") if p.is_file())
+    assert "[redacted]" in written
+    for start in range(len(CANARY_KEY) - 8):
+        assert CANARY_KEY[start:start + 8] not in written
+
+
+def test_redact_removes_every_piece_of_eight_or_more() -> None:
+    key = "sk-ant-api03-SECRETSECRETSECRET"
+    assert redact(f"a {key} b", key) == "a [redacted] b"
+    assert redact("echo: sk-ant-api03-SECR!", key) == "echo: [redacted]!"
+    assert redact("mid TSECRETSE end", key) == "mid [redacted] end"
+    assert redact("short sk-ant- stays", key) == "short sk-ant- stays"
+    assert redact("", key) == "" and redact("text", None) == "text"

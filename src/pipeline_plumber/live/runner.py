@@ -13,19 +13,24 @@ line in `results.jsonl`:
    (or an exponential back-off) and halves the concurrency, which then grows back by one per
    `limit` successes. Other transient failures (500, dropped connection, malformed body,
    timeout) are retried after a back-off. Retries are bounded; the last error is recorded.
-4. with a budget, a request is sent only when what has been spent, plus the worst case of the
-   requests in flight, plus its own worst case, stays within it; the first that does not fit
-   stops the sending and every item left is recorded as `budget_exceeded`.
+4. with a budget, each attempt is sent only when what has been spent, plus the worst case of
+   the attempts in flight, plus its own worst case, stays within it; the first that does not
+   fit stops the sending and every item left is recorded as `budget_exceeded`. An attempt that
+   fails after the API may have run the model (a 200 whose body does not parse, a 5xx other
+   than 529, a timeout or a connection lost after sending) is counted at its worst case: the
+   full input at the dearest rate plus `max_tokens` of output. Only a refusal before any work
+   (a 4xx, a 529, a connection never made) is free.
 
 Each answer is appended (and fsynced) as it arrives, then written to the local cache and, with
 `record_to`, to the recordings. The API key is read by the caller and never written: every
-error text is passed through `redact` first.
+error text and answer text is passed through `redact` first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -55,11 +60,31 @@ class BudgetExceeded(PlumberError):
     exit_code = EXIT_BUDGET_EXCEEDED
 
 
+REDACT_MIN = 8
+
+
 def redact(text: str, secret: str | None) -> str:
-    """`text` without the secret (and without its longer prefixes, in case one was cut)."""
-    if secret and len(secret) >= 8:
-        text = text.replace(secret, REDACTED)
-    return text
+    """`text` without the secret or any piece of it REDACT_MIN characters or longer: a server
+    that echoes a cut key (its first 16 characters, say) must not put that piece on disk.
+
+    Every REDACT_MIN-character window of the text is looked up among the secret's windows; a hit
+    is widened while it is still part of the secret, then replaced."""
+    if not secret or len(secret) < REDACT_MIN:
+        return text.replace(secret, REDACTED) if secret and len(secret) >= 4 else text
+    windows = {secret[i:i + REDACT_MIN] for i in range(len(secret) - REDACT_MIN + 1)}
+    out: list[str] = []
+    start = i = 0
+    while i <= len(text) - REDACT_MIN:
+        if text[i:i + REDACT_MIN] not in windows:
+            i += 1
+            continue
+        end = i + REDACT_MIN
+        while end < len(text) and text[i:end + 1] in secret:
+            end += 1
+        out += [text[start:i], REDACTED]
+        start = i = end
+    out.append(text[start:])
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -186,13 +211,12 @@ class Budget:
         self.stopped = False
 
     def reserve(self, item: WorkItem) -> float | None:
-        """The amount reserved, or None (and the budget stops) when it does not fit."""
-        if self.limit is None:
-            return 0.0
+        """The amount reserved (the attempt's worst case), or None (and the budget stops) when
+        it does not fit."""
         if self.stopped:
             return None
         worst = self._worst(item)
-        if self.spent + self.reserved + worst > self.limit:
+        if self.limit is not None and self.spent + self.reserved + worst > self.limit:
             self.stopped = True
             return None
         self.reserved += worst
@@ -434,20 +458,25 @@ class _Sender:
 
     async def _one(self, client: anthropic.AsyncAnthropic, item: WorkItem,
                    queue: deque[WorkItem] | None = None) -> None:
+        """Send one item, retrying; each attempt is reserved against the budget first."""
         import anthropic
 
-        reserved = self.budget.reserve(item)
-        if reserved is None:
-            if queue is not None:
-                queue.appendleft(item)
-            else:
-                self._finish(item, "budget_exceeded", "none")
-            return
-        self.tally.sent += 1
         started = time.perf_counter()
         attempts = 0
+        charged = 0.0  # the worst case of attempts that may have been billed without an answer
         last_error = ""
         while attempts <= self.options.max_retries:
+            reserved = self.budget.reserve(item)
+            if reserved is None:
+                if attempts == 0 and queue is not None:
+                    queue.appendleft(item)
+                else:
+                    self._finish(item, "budget_exceeded", "api" if attempts else "none",
+                                 error=last_error or None, attempts=attempts, cost=charged,
+                                 latency=time.perf_counter() - started)
+                return
+            if attempts == 0:
+                self.tally.sent += 1
             attempts += 1
             self.tally.attempts += 1
             await self.limit.acquire()
@@ -456,6 +485,9 @@ class _Sender:
                                                        timeout=self.options.timeout)
             except Exception as err:
                 await self.limit.release(success=False)
+                billed = reserved if _may_be_billed(err, anthropic) else 0.0
+                self.budget.settle(reserved, billed)
+                charged += billed
                 retry, throttled, delay = self._classify(err, attempts, anthropic)
                 last_error = redact(_describe(err), self.api_key)
                 if not retry or attempts > self.options.max_retries:
@@ -468,30 +500,35 @@ class _Sender:
                     await asyncio.sleep(delay)
                 continue
             await self.limit.release(success=True)
-            usage_api = message.usage.model_dump(mode="json", exclude_none=True)
-            usage = Usage.from_api(usage_api, self.ttl)
-            cost = self.prices.cost(self.price, usage) if self.price else 0.0
-            self.budget.settle(reserved, cost)
-            text = "".join(block.text for block in message.content if block.type == "text")
-            record = _result(item, "ok", "api", text=text, stop_reason=message.stop_reason,
-                             model=message.model, usage=usage, cost=cost,
-                             latency=time.perf_counter() - started, attempts=attempts,
-                             message_id=message.id)
-            self.log.append(record)
-            save_answer(item, record, self.stores, usage_api)
-            self.tally.ok += 1
-            self.tally.spent_usd += cost
-            if self.progress:
-                self.progress(record)
+            self._answered(item, message, reserved, charged, attempts, started)
             return
-        self.budget.settle(reserved, 0.0)
-        self._finish(item, "error", "api", error=last_error, attempts=attempts,
+        self._finish(item, "error", "api", error=last_error, attempts=attempts, cost=charged,
                      latency=time.perf_counter() - started)
 
-    def _finish(self, item: WorkItem, status: str, source: str, *, error: str | None = None,
-                attempts: int = 0, latency: float = 0.0) -> None:
-        record = _result(item, status, source, error=error, attempts=attempts, latency=latency)
+    def _answered(self, item: WorkItem, message: Any, reserved: float, charged: float,
+                  attempts: int, started: float) -> None:
+        usage_api = message.usage.model_dump(mode="json", exclude_none=True)
+        usage = Usage.from_api(usage_api, self.ttl)
+        cost = self.prices.cost(self.price, usage) if self.price else 0.0
+        self.budget.settle(reserved, cost)
+        text = "".join(block.text for block in message.content if block.type == "text")
+        record = _result(item, "ok", "api", text=redact(text, self.api_key),
+                         stop_reason=message.stop_reason, model=message.model, usage=usage,
+                         cost=cost + charged, latency=time.perf_counter() - started,
+                         attempts=attempts, message_id=message.id)
         self.log.append(record)
+        save_answer(item, record, self.stores, usage_api)
+        self.tally.ok += 1
+        self.tally.spent_usd += cost + charged
+        if self.progress:
+            self.progress(record)
+
+    def _finish(self, item: WorkItem, status: str, source: str, *, error: str | None = None,
+                attempts: int = 0, latency: float = 0.0, cost: float = 0.0) -> None:
+        record = _result(item, status, source, error=error, attempts=attempts, latency=latency,
+                         cost=cost)
+        self.log.append(record)
+        self.tally.spent_usd += cost
         if status == "error":
             self.tally.errors += 1
         else:
@@ -515,6 +552,29 @@ class _Sender:
         if isinstance(err, (anthropic.APIConnectionError, ValueError)):
             return True, False, backoff  # timeouts, dropped connections, malformed bodies
         return False, False, 0.0
+
+
+def _may_be_billed(err: Exception, anthropic: Any) -> bool:
+    """Could the API have run the model on this failed attempt? Only a refusal before any work
+    is free: a 4xx, a 529 (overloaded), or a connection that was never made."""
+    if isinstance(err, anthropic.APIStatusError):
+        return bool(err.status_code >= 500 and err.status_code != 529)
+    if isinstance(err, anthropic.APIConnectionError):
+        return not _never_connected(err)
+    return True  # a 200 whose body did not parse, or anything else after sending
+
+
+def _never_connected(err: BaseException) -> bool:
+    """Whether the cause chain says the request never left (refused, unresolved, connect
+    timeout); the transport's own classes are matched by name, as its package may vary."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        if type(seen).__name__ in ("ConnectError", "ConnectTimeout"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
