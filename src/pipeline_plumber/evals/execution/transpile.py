@@ -50,6 +50,12 @@ def _strip(tree: Any) -> tuple[Any, list[str]]:
             dropped.append(f"{name.lower()} as json")
         elif name in _NO_EQUIVALENT:
             raise _Untranslatable(f"{name} type")
+    for node in list(tree.find_all(exp.PrimaryKey, exp.Reference)):
+        options = node.args.get("options") or []
+        kept = [o for o in options if "ENFORCED" not in str(o).upper()]
+        if len(kept) != len(options):  # BigQuery's informational keys: DuckDB enforces them
+            node.set("options", kept or None)
+            dropped.append("not enforced")
     for table in tree.find_all(exp.Table):
         if table.args.get("catalog") is not None:
             table.set("catalog", None)  # project.dataset.table / db.schema.table: one database
