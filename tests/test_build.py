@@ -242,6 +242,7 @@ def test_built_agent_front_matter() -> None:
         "Airflow",
         "star schema",
         "SQL tuning",
+        "Use proactively when",
     ):
         assert term.lower() in description.lower(), term
     assert body.lstrip().startswith("# The Data Engineer (The Pipeline Plumber)")
@@ -260,6 +261,9 @@ def test_every_command_forks_into_the_agent_with_its_shortcut() -> None:
         assert body.lstrip().startswith(f"#{command.name} $ARGUMENTS\n")
         for item in command.checklist:
             assert f"- {item.text}\n" in body
+        assert f"{kb.commands.no_arguments_label}: {command.no_arguments}\n" in body
+        for place in kb.example_places(command.examples):
+            assert f"- `{place.id}`: under \"{place.section}\", the block that opens" in body
 
 
 def test_json_schema_documents_every_field() -> None:
@@ -268,6 +272,7 @@ def test_json_schema_documents_every_field() -> None:
     schemas = json.loads(result.output)
     assert set(schemas) == {
         "agent.yaml",
+        "practice.yaml",
         "principles.yaml",
         "persona.yaml",
         "topics/*.yaml",

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +20,10 @@ from ..errors import EXIT_CHECK_FAILED
 from ..paths import default_kb
 from . import cli
 from .live import add_compare, live_options, run_live_command, wanted
+
+if TYPE_CHECKING:
+    from ..evals.answers import Answer
+    from ..evals.cases import Case, Checklists
 
 _PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
 
@@ -54,6 +58,18 @@ def eval_group() -> None:
     reference and flawed answers in evals/answers/<case-id>/, recorded model answers in
     evals/recordings/. See docs/evals.md.
     """
+
+
+def _jobs_option(f: Callable[..., object]) -> Callable[..., object]:
+    return click.option(
+        "-j", "--jobs", type=click.IntRange(1, 1024), default=None, metavar="N",
+        help="Answers scored at once, each in its own sandbox database. Default: the number "
+             "of CPUs.")(f)
+
+
+def scoring_jobs(jobs: int | None) -> int:
+    """Worker threads for scoring: the number given, else one per CPU."""
+    return jobs or os.cpu_count() or 1
 
 
 @contextmanager
@@ -118,7 +134,7 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
     with Resources(judge_store=JudgeStore(recordings / "judge")) as resources, \
             _progress(total, "scoring") as progress:
         result = runner.run(suite, chosen, source, answers=answers, resources=resources,
-                            progress=progress)
+                            progress=progress, jobs=scoring_jobs(live.get("jobs")))
     click.echo(reports.terminal_table(result, verbose=verbose))
     if out_dir is not None:
         for path in reports.write_reports(result, out_dir, with_html=with_html):
@@ -136,58 +152,128 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
 @eval_group.command(name="score")
 @_evals_option
 @_kb_option
-@click.option("--command", "command", required=True, metavar="NAME",
-              help="Grade by this command's rubric.")
+@click.option("--command", "command", default=None, metavar="NAME",
+              help="Grade by this command's rubric (with --case: optional, must agree).")
+@click.option("--case", "case_id", default=None, metavar="ID",
+              help="Grade as an answer to this golden case: its checks and probes, its "
+                   "command's rubric, its prompt, dialect and threshold.")
 @click.option("--answer", "answer_file", required=True,
               type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="A Markdown file with the answer text.")
+@click.option("--prompt", "prompt_file", default=None,
+              type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="The request the answer replies to; code it quotes never counts against "
+                   "the answer.")
 @click.option("--dialect", type=click.Choice(["postgres", "snowflake", "bigquery", "duckdb"]),
-              default=None, help="SQL dialect of the answer. Default: the one the answer names.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.8, show_default=True,
-              help="Pass when the weighted mean of the scored checks reaches this.")
+              default=None, help="SQL dialect of the answer. Default: the case's, else the one "
+                                 "the answer names.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="Pass when the weighted mean of the scored checks reaches this. Default: "
+                   "the case's, else 0.8.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and every check as JSON.")
-def score_command(evals_dir: Path, kb_dir: Path | None, command: str, answer_file: Path,
-                  dialect: str | None, threshold: float, as_json: bool) -> None:
-    """Grade any answer by a command's rubric (the checklist of kb/commands.yaml, made checkable).
+def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
+                  case_id: str | None, answer_file: Path, prompt_file: Path | None,
+                  dialect: str | None, threshold: float | None, as_json: bool) -> None:
+    """Grade one answer by a command's rubric (the checklist of kb/commands.yaml, made
+    checkable), or with --case as an answer to a golden case.
 
     Exit 0 when it reaches the threshold, 1 when not.
     """
-    from .. import frontmatter
-    from ..errors import InputError, Problem
     from ..evals import cases as cases_mod
-    from ..evals.answers import Answer
     from ..evals.scorers import Resources
     from ..evals.scorers.judge import JudgeStore
-    from ..evals.scoring import score_with_rubric
-    from ..schema_errors import suggest
+    from ..evals.scoring import score_case, score_with_rubric
 
     kb = cases_mod.load_checklists(kb_dir or default_kb())
-    names = [c.name for c in kb.commands]
-    if command not in names:
-        raise InputError([Problem(f"unknown command '{command}'{suggest(command, names)}; one of "
-                                  f"{', '.join(names)}", field="--command")])
-    rubric = cases_mod.load_rubric(evals_dir, kb, command)
-    try:
-        text = answer_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError([Problem(f"not UTF-8 text: {err}", file=str(answer_file))]) from err
-    _, body, body_line = frontmatter.split(text)
-    answer = Answer("\n" * (body_line - 1) + body, "file", answer_file.as_posix())
+    answer = _read_text_file(answer_file, "--answer", strip_front_matter=True)
+    prompt = _read_text_file(prompt_file, "--prompt").text if prompt_file else ""
     with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources:
-        result = score_with_rubric(rubric, answer, dialect=dialect, threshold=threshold,
-                                   resources=resources)
+        if case_id is not None:
+            suite = cases_mod.load_suite(evals_dir, kb, with_answers=False)
+            case = _case_to_score(suite.cases, case_id, command, dialect, prompt_file)
+            result = score_case(case, answer, suite.rubric_for(case), resources=resources,
+                                threshold=threshold)
+        else:
+            rubric = cases_mod.load_rubric(evals_dir, kb, _known_command(kb, command))
+            result = score_with_rubric(rubric, answer, dialect=dialect, prompt=prompt,
+                                       threshold=0.8 if threshold is None else threshold,
+                                       resources=resources)
     if as_json:
         data = result.to_json()
-        data.pop("case_id")
+        if not result.case_id:
+            data.pop("case_id")
         click.echo(json.dumps(data, indent=1, ensure_ascii=False))
     else:
         for check in result.checks:
-            click.echo(f"{check.status:10} {check.id}: {check.explanation}")
+            mark = " (blocker)" if check.blocks else ""
+            click.echo(f"{check.status:10} {check.id}{mark}: {check.explanation}")
         score = "n/a" if result.score is None else f"{result.score:.2f}"
-        click.echo(f"{result.status}: score {score}, threshold {threshold:.2f}; "
-                   f"{len(result.not_scored)} check(s) not scored")
+        click.echo(f"{result.status}: score {score}, threshold {result.threshold:.2f}; "
+                   f"{len(result.not_scored)} check(s) not scored"
+                   + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
+                      if result.blockers else ""))
     if result.status != "pass":
         raise SystemExit(EXIT_CHECK_FAILED)
+
+
+def _known_command(kb: Checklists, command: str | None) -> str:
+    from ..errors import InputError, Problem
+    from ..schema_errors import suggest
+
+    names = [c.name for c in kb.commands]
+    if command is None:
+        raise InputError([Problem("name the rubric with --command NAME, or a golden case with "
+                                  "--case ID", field="--command")])
+    if command not in names:
+        raise InputError([Problem(f"unknown command '{command}'{suggest(command, names)}; one of "
+                                  f"{', '.join(names)}", field="--command")])
+    return command
+
+
+def _case_to_score(cases: tuple[Case, ...], case_id: str, command: str | None,
+                   dialect: str | None, prompt_file: Path | None) -> Case:
+    """The case `--case` names; `--command` and `--dialect`, when given, must agree with it,
+    and its own prompt is the one the answer replies to."""
+    from ..errors import InputError, Problem
+    from ..evals import cases as cases_mod
+
+    (case,) = cases_mod.select(cases, ids=(case_id,))
+    problems = []
+    if command is not None and command != case.command:
+        problems.append(Problem(f"case '{case.id}' is for command '{case.command or '(none)'}', "
+                                f"not '{command}'", field="--command"))
+    if dialect is not None and case.spec.dialect is not None and dialect != case.spec.dialect:
+        problems.append(Problem(f"case '{case.id}' is in {case.spec.dialect}, not {dialect}",
+                                field="--dialect"))
+    if prompt_file is not None:
+        problems.append(Problem(f"case '{case.id}' has its own prompt; drop --prompt",
+                                field="--prompt"))
+    if problems:
+        raise InputError(problems)
+    return case
+
+
+def _read_text_file(path: Path, option: str, *, strip_front_matter: bool = False) -> Answer:
+    """A UTF-8 Markdown file as an Answer (front matter removed, line numbers kept)."""
+    from .. import frontmatter
+    from ..errors import InputError, Problem
+    from ..evals.answers import MAX_ANSWER_BYTES, Answer
+
+    try:
+        if path.stat().st_size > MAX_ANSWER_BYTES:
+            raise InputError([Problem(f"larger than {MAX_ANSWER_BYTES} bytes", file=str(path),
+                                      field=option)])
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError([Problem(f"not UTF-8 text: {err}", file=str(path),
+                                  field=option)]) from err
+    except OSError as err:
+        raise InputError([Problem(f"cannot read: {err.strerror}", file=str(path),
+                                  field=option)]) from err
+    if not strip_front_matter:
+        return Answer(text, "file", path.as_posix())
+    _, body, body_line = frontmatter.split(text)
+    return Answer("\n" * (body_line - 1) + body, "file", path.as_posix())
 
 
 @eval_group.command(name="calibrate")
@@ -195,12 +281,15 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str, answer_fil
 @_kb_option
 @_filters
 @click.option("--json", "as_json", is_flag=True, help="Print the agreement table as JSON.")
+@_jobs_option
 def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
-                      tags: tuple[str, ...], commands: tuple[str, ...], as_json: bool) -> None:
+                      tags: tuple[str, ...], commands: tuple[str, ...], as_json: bool,
+                      jobs: int | None) -> None:
     """Run every check on the labelled answers and report agreement per scorer.
 
-    A reference must pass every check and its case; a flawed answer must fail exactly the
-    checks its label names, and its case. Exit 0 on full agreement, 1 otherwise.
+    A reference or correct answer must pass every check and its case; a flawed answer must
+    fail exactly the checks its label names, and its case. Exit 0 on full agreement, 1
+    otherwise.
     """
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
@@ -210,10 +299,11 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
-    total = sum(1 + len(suite.answers[c.id].flawed) for c in chosen)
+    total = sum(len(suite.answers[c.id].labelled) for c in chosen)
     with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources, \
             _progress(total, "calibrating") as progress:
-        cal = runner.calibrate(suite, chosen, resources=resources, progress=progress)
+        cal = runner.calibrate(suite, chosen, resources=resources, progress=progress,
+                               jobs=scoring_jobs(jobs))
     if as_json:
         click.echo(json.dumps(cal.to_json(), indent=1, ensure_ascii=False))
     else:
@@ -222,7 +312,12 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
             click.echo(f"disagree: {line}")
         verdict = "full agreement" if cal.full_agreement else (
             f"{len(cal.disagreements)} disagreement(s)")
-        click.echo(f"{verdict} over {cal.answers} labelled answers in {len(chosen)} cases")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(cal.by_kind.items()))
+        click.echo(f"false passes: {len(cal.false_passes)} (flawed answers whose case passed); "
+                   f"false fails: {len(cal.false_fails)} (reference or correct answers whose "
+                   "case failed)")
+        click.echo(f"{verdict} over {cal.answers} labelled answers ({kinds}) in {len(chosen)} "
+                   "cases")
     if not cal.full_agreement:
         raise SystemExit(EXIT_CHECK_FAILED)
 

@@ -44,8 +44,9 @@ def live_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False),
                      default=None, help=f"Folder of a new live run. Default: "
                                         f"{DEFAULT_RUNS}/<UTC time>."),
-        click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=4, show_default=True,
-                     help="Requests in flight at once."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None, metavar="N",
+                     help="Requests in flight at once (live; default 4), or answers scored at "
+                          "once (offline; default: the number of CPUs)."),
         click.option("--repeat", "repeats", type=click.IntRange(1, 100), default=1,
                      show_default=True, help="Answers per case: pass@k, pass^k, flaky cases."),
         click.option("--pass-rule", type=click.Choice(["all", "any", "majority"]),
@@ -133,7 +134,7 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
                         max_tokens=live["max_tokens"] or DEFAULT_MAX_TOKENS,
                         params=_params(live["params"]),
                         prompt_cache=not live["no_prompt_cache"], cache_ttl=live["cache_ttl"])
-    options = RunOptions(jobs=live["jobs"], timeout=live["timeout"],
+    options = RunOptions(jobs=live["jobs"] or 4, timeout=live["timeout"],
                          max_retries=live["max_retries"], max_usd=live["max_usd"],
                          replay=live["replay"], use_stored=not live["fresh"])
     key = api_key_from_env()

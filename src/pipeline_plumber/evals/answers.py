@@ -14,8 +14,10 @@ and must say so in front matter on their first lines; the loader refuses a file 
     ---
 
 `fails` names the checks (case check ids, or `<checklist-item>/<scorer>` for rubric checks) the
-flaw must trip; every other check is expected to pass. `plumber eval calibrate` holds the
-scorers to these labels.
+flaw must trip; every other check is expected to pass. A `correct-*.md` answer
+(`provenance: hand-written correct`) is right in other words than the reference: like the
+reference, it must pass every check and its case. `plumber eval calibrate` holds the scorers
+to these labels.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ from ..errors import InputError, Problem
 from ..schema_errors import field_names, schema_problems
 from ..yamlsource import parse_yaml, read_limited
 
-Provenance = Literal["reference", "flawed", "recorded", "live", "file"]
-"""reference/flawed: hand-written files; recorded: replayed from evals/recordings; live: a model
-call made during this run (issue #6); file: any text given to `plumber eval score`."""
+Provenance = Literal["reference", "correct", "flawed", "recorded", "live", "file"]
+"""reference/correct/flawed: hand-written files; recorded: replayed from evals/recordings;
+live: a model call made during this run; file: any text given to `plumber eval score`."""
 
 SQL_FENCES = {"sql", "postgresql", "postgres", "psql", "plpgsql", "snowflake", "bigquery",
               "duckdb", "googlesql", "pgsql"}
@@ -119,9 +121,10 @@ class AnswerLabel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provenance: Literal["hand-written reference", "hand-written flawed"] = Field(
-        description="Says the answer was written by hand, and whether it is the reference or a "
-        "deliberately flawed answer."
+    provenance: Literal["hand-written reference", "hand-written correct",
+                        "hand-written flawed"] = Field(
+        description="Says the answer was written by hand, and whether it is the reference, "
+        "another correct answer (in other words), or a deliberately flawed answer."
     )
     reason: str | None = Field(
         default=None, min_length=1,
@@ -134,8 +137,8 @@ class AnswerLabel(BaseModel):
 
 
 _LABEL_HINT = ("an answer file starts with front matter: '---', "
-               "'provenance: hand-written reference' (or 'hand-written flawed' with 'reason' and "
-               "'fails'), '---'")
+               "'provenance: hand-written reference' (or 'hand-written correct', or 'hand-written "
+               "flawed' with 'reason' and 'fails'), '---'")
 
 
 def load_answer_file(path: Path, display: str | None = None) -> Answer:
@@ -168,7 +171,9 @@ def load_answer_file(path: Path, display: str | None = None) -> Answer:
         raise InputError(problems)
     # Keep line numbers of the body true to the file: pad with the front matter's lines.
     padded = "\n" * (body_line - 1) + body
-    return Answer(padded, "flawed" if flawed else "reference", name, label)
+    kind: Provenance = "flawed" if flawed else (
+        "correct" if label.provenance == "hand-written correct" else "reference")
+    return Answer(padded, kind, name, label)
 
 
 _DIALECT_WORDS = {

@@ -4,7 +4,8 @@ An eval folder (default `./evals`) holds::
 
     cases/*.yaml             cases: [{id, command, dialect, prompt, tags, checks, threshold}]
     rubrics/<command>.yaml   every checklist item of the command -> checks and/or a judge criterion
-    answers/<case-id>/       reference.md and flawed-*.md, hand-written and labelled so
+    answers/<case-id>/       reference.md, correct-*.md and flawed-*.md, hand-written and
+                             labelled so
     recordings/              answers and judge verdicts recorded by live runs
 
 Every file is validated against a schema that forbids unknown keys; every problem names file,
@@ -161,6 +162,12 @@ class Case:
 class CaseAnswers:
     reference: Answer
     flawed: tuple[Answer, ...]
+    correct: tuple[Answer, ...] = ()
+
+    @property
+    def labelled(self) -> tuple[Answer, ...]:
+        """Every hand-written answer: the reference, the other correct ones, the flawed ones."""
+        return (self.reference, *self.correct, *self.flawed)
 
 
 @dataclass(frozen=True)
@@ -395,12 +402,16 @@ def _load_answers(root: Path, suite: Suite, problems: list[Problem]) -> dict[str
         try:
             reference = load_answer_file(reference_path)
             flawed = [load_answer_file(p) for p in flawed_paths]
+            correct = [load_answer_file(p) for p in sorted(here.glob("correct-*.md"))]
         except InputError as err:
             problems.extend(err.problems)
             continue
         if reference.provenance != "reference":
             problems.append(Problem("reference.md must be labelled 'hand-written reference'",
                                     file=reference.source, line=2, field="provenance"))
+        problems.extend(Problem("a correct-*.md file must be labelled 'hand-written correct'",
+                                file=answer.source, line=2, field="provenance")
+                        for answer in correct if answer.provenance != "correct")
         check_ids = [c.id for c in suite.checks_for(case)]
         for answer in flawed:
             label = answer.label
@@ -415,7 +426,7 @@ def _load_answers(root: Path, suite: Suite, problems: list[Problem]) -> dict[str
                         f"'{check_id}' is not a check of case '{case.id}'"
                         f"{suggest(check_id, check_ids)}", file=answer.source, line=4,
                         field="fails"))
-        out[case.id] = CaseAnswers(reference, tuple(flawed))
+        out[case.id] = CaseAnswers(reference, tuple(flawed), tuple(correct))
     return out
 
 

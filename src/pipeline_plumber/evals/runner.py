@@ -180,6 +180,20 @@ def run(suite: Suite, cases: tuple[Case, ...], source: AnswerSource, *, answers:
     return result
 
 
+def import_lazy_modules() -> None:
+    """Import what scorers import lazily (sqlglot's dialects, the property families) before
+    worker threads start: two threads importing one module at once can deadlock."""
+    from sqlglot.dialects.dialect import Dialect
+
+    from .execution.properties import load_families
+    from .scorers import load_all
+
+    load_all()
+    load_families()
+    for dialect in ("postgres", "duckdb", "snowflake", "bigquery"):
+        Dialect.get_or_raise(dialect)
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -189,12 +203,13 @@ def in_order(fn: Callable[[T], R], items: list[T], jobs: int,
     """`fn` over `items` on `jobs` worker threads (each answer opens its own sandbox session);
     the results in the items' order."""
     if jobs <= 1:
-        out = []
+        out: list[R] = []
         for item in items:
             out.append(fn(item))
             if progress:
                 progress(1)
         return out
+    import_lazy_modules()
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="plumber-score") as pool:
         futures = [pool.submit(fn, item) for item in items]
         results = []
@@ -250,17 +265,28 @@ class Tally:
 
 @dataclass
 class Calibration:
+    """Agreement of every scorer, and of the case verdict, with the labelled answers.
+
+    `false_passes` are flawed answers whose case passed; `false_fails` are reference or
+    correct answers whose case failed: the two ways the harness can be wrong about an answer.
+    """
+
     scorers: dict[str, Tally] = field(default_factory=dict)
     cases: Tally = field(default_factory=Tally)
     disagreements: list[str] = field(default_factory=list)
     answers: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    false_passes: list[str] = field(default_factory=list)
+    false_fails: list[str] = field(default_factory=list)
 
     @property
     def full_agreement(self) -> bool:
         return not self.disagreements
 
     def to_json(self) -> dict[str, Any]:
-        return {"answers": self.answers, "full_agreement": self.full_agreement,
+        return {"answers": self.answers, "by_kind": dict(sorted(self.by_kind.items())),
+                "full_agreement": self.full_agreement,
+                "false_passes": self.false_passes, "false_fails": self.false_fails,
                 "cases": self.cases.to_json(),
                 "scorers": {n: t.to_json() for n, t in sorted(self.scorers.items())},
                 "disagreements": self.disagreements}
@@ -268,16 +294,16 @@ class Calibration:
 
 def calibrate(suite: Suite, cases: tuple[Case, ...], *, resources: Resources,
               progress: Callable[[int], None] | None = None, jobs: int = 1) -> Calibration:
-    """Run every check on every labelled answer and compare with the labels: a reference passes
-    every check and its case; a flawed answer fails exactly the checks in its `fails` and fails
-    its case."""
+    """Run every check on every labelled answer and compare with the labels: a reference or
+    correct answer passes every check and its case; a flawed answer fails exactly the checks
+    in its `fails` and fails its case."""
     out = Calibration()
-    work = [(case, answer) for case in cases
-            for answer in (suite.answers[case.id].reference, *suite.answers[case.id].flawed)]
+    work = [(case, answer) for case in cases for answer in suite.answers[case.id].labelled]
     scored = in_order(lambda item: score_case(item[0], item[1], suite.rubric_for(item[0]),
                                               resources=resources), work, jobs, progress)
     for (case, answer), result in zip(work, scored, strict=True):
         out.answers += 1
+        out.by_kind[answer.provenance] = out.by_kind.get(answer.provenance, 0) + 1
         fails = set(answer.label.fails) if answer.label else set()
         for check in result.checks:
             tally = out.scorers.setdefault(check.scorer, Tally())
@@ -287,13 +313,12 @@ def calibrate(suite: Suite, cases: tuple[Case, ...], *, resources: Resources,
                 out.disagreements.append(
                     f"{answer.source}: check {check.id} ({check.scorer}) should {want} but "
                     f"got {check.status}: {check.explanation}")
-        expected_case = answer.provenance == "reference"
+        expected_case = answer.provenance != "flawed"
         if not out.cases.add(expected_case, result.status):
             want = "pass" if expected_case else "fail"
             score = "n/a" if result.score is None else f"{result.score:.2f}"
+            (out.false_fails if expected_case else out.false_passes).append(answer.source)
             out.disagreements.append(
                 f"{answer.source}: case {case.id} should {want} but got {result.status} "
                 f"(score {score}, threshold {result.threshold:.2f})")
-        if progress:
-            progress(1)
     return out

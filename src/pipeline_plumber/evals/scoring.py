@@ -108,14 +108,17 @@ def combine(results: tuple[CheckResult, ...], threshold: float) -> tuple[float |
 
 
 def score_case(case: Case, answer: Answer, rubric: Rubric | None = None, *,
-               resources: Resources | None = None) -> CaseResult:
-    """Grade `answer` by the case's own checks and the command's rubric."""
+               resources: Resources | None = None,
+               threshold: float | None = None) -> CaseResult:
+    """Grade `answer` by the case's own checks and the command's rubric, against the case's
+    threshold unless `threshold` is given."""
     ctx = Context(dialect=case.spec.dialect, prompt=case.spec.prompt, case_id=case.id,
                   command=case.command, resources=resources or Resources())
     checks = case.checks + (rubric.checks if rubric else ())
     results = tuple(run_check(check, answer, ctx) for check in checks)
-    value, status = combine(results, case.spec.threshold)
-    return CaseResult(case.id, case.command, answer, results, value, case.spec.threshold, status)
+    bar = case.spec.threshold if threshold is None else threshold
+    value, status = combine(results, bar)
+    return CaseResult(case.id, case.command, answer, results, value, bar, status)
 
 
 def score_with_rubric(rubric: Rubric, answer: Answer, *, dialect: str | None = None,

@@ -1,0 +1,82 @@
+"""Every command's rubric grades the closing How to verify section as an item of its own: present,
+last, and holding something to run that fits the command, not merely a heading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from evals_support import EVALS, KB
+from pipeline_plumber.cli import cli
+from pipeline_plumber.evals.cases import load_checklists, load_suite
+
+CHECK = "how-to-verify/runnable"
+SUITE = load_suite(EVALS, load_checklists(KB))
+FIRST_CASE = {}
+for _case in SUITE.cases:
+    assert _case.command is not None
+    FIRST_CASE.setdefault(_case.command, _case.id)
+
+
+def verdict(command: str, text: str, tmp_path: Path) -> str:
+    answer = tmp_path / "answer.md"
+    answer.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        ["eval", "score", "--evals", str(EVALS), "--kb", str(KB), "--command", command,
+         "--answer", str(answer), "--json"],
+        catch_exceptions=False,
+    )
+    data: dict[str, Any] = json.loads(result.stdout)
+    (check,) = [c for c in data["checks"] if c["id"] == CHECK]
+    return str(check["status"])
+
+
+def reference(command: str) -> tuple[str, str]:
+    """The reference answer's text before its How to verify section, and the section."""
+    text = (EVALS / "answers" / FIRST_CASE[command] / "reference.md").read_text(encoding="utf-8")
+    before, marker, section = text.partition("\n## How to verify\n")
+    assert marker, f"{FIRST_CASE[command]}: the reference answer has no How to verify section"
+    return before, marker + section
+
+
+@pytest.mark.parametrize("command", sorted(FIRST_CASE))
+def test_the_reference_answer_passes(command: str, tmp_path: Path) -> None:
+    before, section = reference(command)
+    assert verdict(command, before + section, tmp_path) == "pass"
+
+
+@pytest.mark.parametrize("command", sorted(FIRST_CASE))
+def test_an_answer_without_the_section_fails(command: str, tmp_path: Path) -> None:
+    before, _ = reference(command)
+    assert verdict(command, before, tmp_path) == "fail"
+
+
+@pytest.mark.parametrize("command", sorted(FIRST_CASE))
+def test_a_heading_with_nothing_to_run_fails(command: str, tmp_path: Path) -> None:
+    before, _ = reference(command)
+    text = before + "\n## How to verify\n\nCheck that it works in production and watch the numbers.\n"
+    assert verdict(command, text, tmp_path) == "fail"
+
+
+@pytest.mark.parametrize("command", sorted(FIRST_CASE))
+def test_a_section_that_does_not_close_the_answer_fails(command: str, tmp_path: Path) -> None:
+    before, section = reference(command)
+    assert verdict(command, before + section + "\n## Next steps\n\nShip it.\n", tmp_path) == "fail"
+
+
+def test_a_bold_label_counts_as_the_heading(tmp_path: Path) -> None:
+    before, section = reference("index")
+    bold = section.replace("## How to verify\n", "**How to verify:**\n", 1)
+    assert verdict("index", before + bold, tmp_path) == "pass"
+
+
+def test_a_query_from_another_command_does_not_count(tmp_path: Path) -> None:
+    """The index rubric wants an EXPLAIN; a row count proves nothing about an index."""
+    before, _ = reference("index")
+    text = before + "\n## How to verify\n\n```sql\nSELECT count(*) FROM orders;\n```\n"
+    assert verdict("index", text, tmp_path) == "fail"
