@@ -321,6 +321,9 @@ def _classify(raw: _Raw, dialect: str, created_anywhere: set[str], created_so_fa
         if target is not None and target not in created_anywhere:
             return "example", statement, target, (
                 f"acts on {target}, which the answer never creates"), tree
+        if target is not None and target not in created_so_far:
+            return "example", statement, target, (
+                f"acts on {target}, which only a data load creates"), tree
         if re.search(r"\b(DETACH|DROP)\s+PARTITION\b", upper):
             return "maintenance", statement, target, "partition retention", tree
         if _EXAMPLE.search(lead):
@@ -400,7 +403,8 @@ def _build(answer: Answer, dialect: str) -> Program:
     trees = [_parse(r.sql, dialect) for r in raws]
     created_anywhere = {name for name in (_created_name(t) for t in trees) if name}
     created_anywhere |= {_regex_target(_words(r.sql), r.sql) or "" for r in raws
-                         if _words(r.sql)[:1] == ["CREATE"]} - {""}
+                         if _words(r.sql)[:1] == ["CREATE"] and "INDEX" not in _words(r.sql)[:4]
+                         } - {""}  # CREATE INDEX .. ON t names t, which it does not create
     steps: list[Step] = []
     created_so_far: set[str] = set()
     for raw in raws:
