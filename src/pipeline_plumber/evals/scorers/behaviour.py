@@ -192,9 +192,13 @@ def _apply_ddl(session: SqlSession, ddl: list[Statement], engine: str) -> str | 
 
 
 @scorer("sql_behaves", version=2)
-def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None
-                ) -> ScoreFn:
+def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None,
+                setup: list[str] | None = None) -> ScoreFn:
     """Run the answer's DDL in a sandbox, then each probe; the score is the share that behave.
+
+    `setup` holds the case's own statements, run before the answer's DDL in the same database:
+    the tables a prompt says already exist, which an answer that only adds indexes or views
+    rightly never creates.
 
     Passes: probe `{name: a NULL user_id is rejected, steps: [{sql: "INSERT INTO events
             (event_id, user_id) VALUES (1, NULL)", expect: error}]}` on
@@ -218,9 +222,11 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
         dml = [s for s in statements if s.kind == "dml"]
         if not ddl:
             return Score.fail(f"the answer has no DDL to run on {name}")
+        given_setup = [Statement(sql, "ddl", f"the case's setup, statement {i}", name)
+                       for i, sql in enumerate(setup or [], start=1)]
         try:
             with ctx.resources.answer_session(name) as session:
-                failures = _probe_all(session, ddl, dml, probes)
+                failures = _probe_all(session, given_setup, ddl, dml, probes)
                 notes = session.notes
         except (TimedOut, Damaged) as err:
             return Score.fail(str(err))
@@ -238,9 +244,9 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
     return score
 
 
-def _probe_all(session: SqlSession, ddl: list[Statement], dml: list[Statement],
-               probes: list[Probe]) -> list[str] | str:
-    """What each failing probe shows, or why the DDL could not run (a string).
+def _probe_all(session: SqlSession, setup: list[Statement], ddl: list[Statement],
+               dml: list[Statement], probes: list[Probe]) -> list[str] | str:
+    """What each failing probe shows, or why the setup or the DDL could not run (a string).
 
     PostgreSQL: the DDL once, each probe in a transaction rolled back at its end. DuckDB has no
     savepoints for the probe's own steps to nest in, so each probe starts from an empty
@@ -251,7 +257,7 @@ def _probe_all(session: SqlSession, ddl: list[Statement], dml: list[Statement],
         if number == 0 or session.engine == "duckdb":
             if number:
                 session.reset()
-            problem = _apply_ddl(session, ddl, session.engine)
+            problem = _apply_ddl(session, setup + ddl, session.engine)
             if problem:
                 return problem
         if session.engine == "duckdb":
