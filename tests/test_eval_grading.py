@@ -94,3 +94,94 @@ def test_score_case_refuses_a_command_or_prompt_that_disagrees(tmp_path: Path) -
         neither.output
     unknown = invoke("eval", "score", "--case", "no-such-case", "--answer", answer)
     assert unknown.exit_code == 2 and "no case 'no-such-case'" in unknown.output
+
+
+PROMPT = """Our dashboard query is slow on PostgreSQL 16:
+
+SELECT * FROM orders o JOIN customers c ON c.customer_id = o.customer_id
+WHERE o.placed_at >= now() - interval '7 days';
+"""
+
+QUOTING = """Your query, as it stands:
+
+```sql
+SELECT *
+FROM orders o JOIN customers c ON c.customer_id = o.customer_id
+WHERE o.placed_at >= now() - interval '7 days';
+```
+
+The rewrite names its columns:
+
+```sql
+SELECT o.order_id, o.total_amount, c.name
+FROM orders o JOIN customers c ON c.customer_id = o.customer_id
+WHERE o.placed_at >= now() - interval '7 days';
+```
+"""
+
+
+def _check(scorer: str, args: dict[str, Any]) -> Any:
+    from pipeline_plumber.evals.cases import Check
+    from pipeline_plumber.evals.scorers import build_check
+
+    return Check(scorer, scorer, args, 1.0, "case", build_check(scorer, args))
+
+
+def test_code_quoted_from_the_prompt_never_counts_against_the_answer() -> None:
+    from pipeline_plumber.evals.answers import Answer
+    from pipeline_plumber.evals.scorers import Context
+    from pipeline_plumber.evals.scoring import run_check
+
+    answer = Answer(QUOTING, "file")
+    no_star = _check("regex", {"pattern": r"SELECT\s+\*", "negate": True, "where": "code"})
+    blind = run_check(no_star, answer, Context(dialect="postgres"))
+    assert blind.status == "fail"
+    told = run_check(no_star, answer, Context(dialect="postgres", prompt=PROMPT))
+    assert told.status == "pass"
+    assert told.explanation.endswith("(code quoted from the prompt left out)")
+    own_star = Answer(QUOTING.replace("o.order_id, o.total_amount, c.name", "*, c.name"), "file")
+    assert run_check(no_star, own_star, Context(prompt=PROMPT)).status == "fail"
+
+
+def test_score_prompt_option_reads_the_request(tmp_path: Path) -> None:
+    answer = tmp_path / "answer.md"
+    answer.write_text(QUOTING, encoding="utf-8")
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text(PROMPT, encoding="utf-8")
+
+    def star_check(*extra: str) -> dict[str, Any]:
+        out = invoke("eval", "score", "--command", "optimize", "--answer", str(answer),
+                     "--dialect", "postgres", "--json", *extra)
+        return next(c for c in json.loads(out.stdout)["checks"]
+                    if c["scorer"] == "sql_no_select_star")
+
+    assert star_check()["status"] == "fail"
+    assert star_check("--prompt", str(prompt))["status"] == "pass"
+
+
+def test_a_quoted_statement_the_answer_rewrites_is_an_example_not_run() -> None:
+    from pipeline_plumber.evals.answers import Answer
+    from pipeline_plumber.evals.execution.program import build_program
+
+    prompt = ("Review this DDL:\n\nCREATE TABLE orders (order_id bigint, placed_at timestamptz, "
+              "PRIMARY KEY (order_id)) PARTITION BY RANGE (placed_at);\n")
+    answer = Answer("""The key lacks the partition column:
+
+```sql
+CREATE TABLE orders (order_id bigint, placed_at timestamptz,
+    PRIMARY KEY (order_id)) PARTITION BY RANGE (placed_at);
+```
+
+Fixed:
+
+```sql
+CREATE TABLE orders (order_id bigint, placed_at timestamptz NOT NULL,
+    PRIMARY KEY (order_id, placed_at)) PARTITION BY RANGE (placed_at);
+```
+""", "file")
+    kinds = [(s.kind, s.note) for s in build_program(answer, "postgres", prompt).steps]
+    assert kinds[0] == ("example", "quoted from the prompt; the answer gives its own version")
+    assert kinds[1][0] == "ddl"
+    assert [s.kind for s in build_program(answer, "postgres").steps] == ["ddl", "ddl"]
+    kept = Answer(answer.text.split("Fixed:")[0], "file")
+    assert [s.kind for s in build_program(kept, "postgres", prompt).steps] == ["ddl"]

@@ -22,6 +22,7 @@ to these labels.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -189,3 +190,78 @@ def guess_dialect(text: str) -> str | None:
     counts = {name: len(pattern.findall(text)) for name, pattern in _DIALECT_WORDS.items()}
     best = max(counts, key=lambda name: counts[name])
     return best if counts[best] else None
+
+
+# --- code quoted from the prompt -----------------------------------------------------------------
+
+_SQL_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+_MIN_QUOTE = 15  # characters: shorter statements (`SELECT 1`) are not evidence of quoting
+
+
+def normal_code(code: str) -> str:
+    """Code compared for quoting: comments dropped, spacing collapsed, lower case."""
+    return re.sub(r"\s+", " ", _SQL_COMMENT.sub(" ", code)).strip().strip(";").strip().lower()
+
+
+def is_quoted(code: str, normal_prompt: str) -> bool:
+    """`code` appears in the prompt (given as `normal_code(prompt)`) and is long enough for
+    that to mean it was quoted."""
+    piece = normal_code(code)
+    return len(piece) >= _MIN_QUOTE and piece in normal_prompt
+
+
+def _statement_spans(code: str) -> list[tuple[int, int]]:
+    """(start, end) of each statement of `code` (PostgreSQL's tokenizer: quotes, dollar quotes
+    and comments handled); the whole block when it cannot be tokenized."""
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.errors import TokenError
+    from sqlglot.tokenizer_core import TokenType
+
+    try:
+        tokens = Dialect.get_or_raise("postgres").tokenize(code)
+    except TokenError:
+        return [(0, len(code))]
+    spans: list[tuple[int, int]] = []
+    first: Any = None
+    last: Any = None
+    for token in [*tokens, None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if first is not None:
+                spans.append((first.start, (token.end if token else last.end) + 1))
+            first = None
+        else:
+            first = first or token
+            last = token
+    return spans
+
+
+def without_quoted_code(answer: Answer, prompt: str) -> Answer:
+    """The answer with the code it quotes from `prompt` blanked (lines kept, so every `where`
+    still points at the right line): a SQL statement, or a whole non-SQL block, whose text
+    (comments and spacing aside) appears in the prompt. The same answer when nothing is quoted.
+    Cached on the answer."""
+    if not prompt.strip() or not answer.code_blocks:
+        return answer
+    key = ("without-quotes", hashlib.sha256(prompt.encode()).hexdigest())
+    cached = answer.cache.get(key)
+    if isinstance(cached, Answer):
+        return cached
+    quoted = normal_code(prompt)
+    lines = answer.text.splitlines(keepends=True)
+    changed = False
+    for block in answer.code_blocks:
+        code = block.code
+        spans = _statement_spans(code) if block.language in SQL_FENCES else [(0, len(code))]
+        kept = list(code)
+        for start, end in spans:
+            if is_quoted(code[start:end], quoted):
+                kept[start:end] = [c if c == "\n" else " " for c in code[start:end]]
+                changed = True
+        new_lines = "".join(kept).splitlines(keepends=True)
+        first = block.line  # the code starts on the line after the opening fence
+        if "".join(lines[first:first + len(new_lines)]) == code:
+            lines[first:first + len(new_lines)] = new_lines
+    result = Answer("".join(lines), answer.provenance, answer.source, answer.label,
+                    answer.meta) if changed else answer
+    answer.cache[key] = result
+    return result

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from .answers import Answer
+from .answers import Answer, without_quoted_code
 from .cases import Case, Check, Rubric
-from .scorers import Context, Resources, Score, Status
+from .scorers import REGISTRY, Context, Resources, Score, Status
 
 CaseStatus = Literal["pass", "fail", "not-scored"]
 
@@ -81,13 +81,34 @@ class CaseResult:
         }
 
 
-def run_check(check: Check, answer: Answer, ctx: Context) -> CheckResult:
-    """One check; a scorer that raises is a failed check with the error as its explanation."""
-    start = time.perf_counter()
+# Scorers that see the whole answer: the judge reads it as a reviewer would, and the execution
+# scorers leave out quoted statements themselves (see execution.program).
+_SEES_QUOTES = {"judge", "execution", "behaviour"}
+
+
+def _scored(check: Check, answer: Answer, ctx: Context) -> Score:
     try:
-        score = check.fn(answer, ctx)
+        return check.fn(answer, ctx)
     except Exception as err:  # a scorer bug must not take the run down; it shows as a failure
-        score = Score.fail(f"scorer {check.scorer} raised {type(err).__name__}: {err}")
+        return Score.fail(f"scorer {check.scorer} raised {type(err).__name__}: {err}")
+
+
+def run_check(check: Check, answer: Answer, ctx: Context) -> CheckResult:
+    """One check; a scorer that raises is a failed check with the error as its explanation.
+
+    Code the answer quotes from the prompt never counts against it: a check that fails is
+    scored again without the quoted code, and that verdict stands when it is better.
+    """
+    start = time.perf_counter()
+    score = _scored(check, answer, ctx)
+    if score.status == "fail" and ctx.prompt and REGISTRY[check.scorer].family not in \
+            _SEES_QUOTES:
+        own = without_quoted_code(answer, ctx.prompt)
+        if own is not answer:
+            again = _scored(check, own, ctx)
+            if again.status != "fail":
+                score = replace(again, explanation=again.explanation
+                                + " (code quoted from the prompt left out)")
     return CheckResult(check.id, check.scorer, check.origin, check.weight, score.status,
                        score.value, score.explanation, time.perf_counter() - start,
                        score.blocker)

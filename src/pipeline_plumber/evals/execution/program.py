@@ -10,8 +10,9 @@ Kinds, and what the execution model does with each:
 - `maintenance`: SCD2 closing, retention (DELETE by age, DROP/DETACH of a partition), backfill:
   replayed by the probes that test them.
 - `query`: SELECT / EXPLAIN / SHOW.
-- `example`: a statement the answer marks as an example of a later operation, or one that acts
-  on an object the answer never creates: reported, never failed.
+- `example`: a statement the answer marks as an example of a later operation, one that acts
+  on an object the answer never creates, or one it quotes from the prompt before giving its
+  own version (the user's broken DDL, the query to rewrite): reported, never failed.
 - `skip`: what a sandbox does not run (GRANT, roles, transaction control, COPY from files, psql
   meta-commands, extensions, orchestration objects such as Snowflake tasks).
 
@@ -91,12 +92,13 @@ class Program:
                      if s.kind in wanted and (name is None or s.target == name))
 
 
-def build_program(answer: Answer, dialect: str) -> Program:
-    """The answer's SQL as a Program for `dialect` (cached on the answer)."""
-    key = ("program", dialect)
+def build_program(answer: Answer, dialect: str, prompt: str = "") -> Program:
+    """The answer's SQL as a Program for `dialect` (cached on the answer); statements quoted
+    from `prompt` and superseded by the answer's own are examples."""
+    key = ("program", dialect, hash(prompt))
     cached = answer.cache.get(key)
     if cached is None:
-        cached = _build(answer, dialect)
+        cached = _build(answer, dialect, prompt)
         answer.cache[key] = cached
     assert isinstance(cached, Program)
     return cached
@@ -389,7 +391,7 @@ def _without_strings(sql: str) -> str:
 # --- building -------------------------------------------------------------------------------------
 
 
-def _build(answer: Answer, dialect: str) -> Program:
+def _build(answer: Answer, dialect: str, prompt: str = "") -> Program:
     from sqlglot.errors import TokenError
 
     engine: Engine | None = (
@@ -422,12 +424,40 @@ def _build(answer: Answer, dialect: str) -> Program:
                                                                 created_anywhere, created_so_far)
                 steps.append(Step(len(steps), kind, body, body, inner.where, statement, target,
                                   note, tree))
-    program = Program(dialect, engine, tuple(steps))
+    program = Program(dialect, engine, _without_quotes(steps, raws, prompt))
     if dialect in WAREHOUSES:
         from .transpile import to_duckdb
 
         program = to_duckdb(program)
     return _with_schemas(program)
+
+
+def _without_quotes(steps: list[Step], raws: list[_Raw], prompt: str) -> tuple[Step, ...]:
+    """Steps quoted from the prompt become examples when the answer gives its own version
+    after them (a CREATE of the same object, a write into the same table) or when they are
+    queries (the query to rewrite): the user's code never counts against the answer."""
+    if not prompt.strip():
+        return tuple(steps)
+    from ..answers import is_quoted, normal_code
+
+    quoted_text = normal_code(prompt)
+    originals = {raw.where: raw.sql for raw in raws}
+    quoted = {s.index for s in steps if is_quoted(originals.get(s.where, s.original),
+                                                  quoted_text)}
+    out: list[Step] = []
+    for step in steps:
+        later = [s for s in steps[step.index + 1:] if s.index not in quoted and s.target and
+                 s.target == step.target]
+        creates = step.statement.startswith("CREATE")
+        kinds = ("ddl", "load") if creates else ("load", "maintenance")
+        superseded = any(s.statement.startswith("CREATE") == creates and s.kind in kinds
+                         for s in later)
+        if step.index in quoted and (step.kind == "query" or superseded):
+            step = Step(step.index, "example", step.sql, step.original, step.where,
+                        step.statement, step.target, "quoted from the prompt; the answer "
+                        "gives its own version", step.tree)
+        out.append(step)
+    return tuple(out)
 
 
 def _task_body(sql: str) -> str | None:

@@ -149,7 +149,7 @@ def run_family(answer: Answer, command: str, ctx: Context, dialect: str) -> Fami
 
 
 def _run(answer: Answer, command: str, ctx: Context, dialect: str) -> FamilyResult:
-    program = build_program(answer, dialect)
+    program = build_program(answer, dialect, ctx.prompt)
     engine = program.engine
     if program.error:
         return FamilyResult(command, engine, error=program.error)

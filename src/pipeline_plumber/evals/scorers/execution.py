@@ -46,7 +46,7 @@ def executes(*, engine: EngineName | None = None, needs_sql: bool = True) -> Sco
         from ..execution.properties import run_family
 
         dialect, note = _dialect(answer, ctx, engine)
-        program = build_program(answer, dialect)
+        program = build_program(answer, dialect, ctx.prompt)
         if program.error:
             return Score.fail(program.error + note, blocker=True)
         if program.not_executed:
@@ -101,7 +101,7 @@ def behaves(*, properties: list[str], engine: EngineName | None = None) -> Score
         if foreign:
             return Score.fail(f"the {command} family has no properties {', '.join(foreign)}")
         dialect, _ = _dialect(answer, ctx, engine)
-        program = build_program(answer, dialect)
+        program = build_program(answer, dialect, ctx.prompt)
         if not program.steps and not program.error:
             return Score.fail(f"the answer has no SQL to run on {dialect}", blocker=True)
         result = run_family(answer, command, ctx, dialect)
