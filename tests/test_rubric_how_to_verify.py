@@ -59,7 +59,7 @@ def test_an_answer_without_the_section_fails(command: str, tmp_path: Path) -> No
 @pytest.mark.parametrize("command", sorted(FIRST_CASE))
 def test_a_heading_with_nothing_to_run_fails(command: str, tmp_path: Path) -> None:
     before, _ = reference(command)
-    text = before + "\n## How to verify\n\nCheck that it works in production and watch the numbers.\n"
+    text = before + "\n## How to verify\n\nCheck that it works in production; watch the numbers.\n"
     assert verdict(command, text, tmp_path) == "fail"
 
 
