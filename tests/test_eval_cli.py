@@ -90,11 +90,39 @@ def test_run_flawed_answers_exits_1_with_actionable_reasons(tmp_path: Path) -> N
     assert "did not pass" in summary.read_text(encoding="utf-8")
 
 
-def test_run_recorded_without_recordings_exits_2(tmp_path: Path) -> None:
+def test_run_without_any_recordings_says_what_to_pass_in_one_line(tmp_path: Path) -> None:
     result = invoke("eval", "run", "--evals", str(EVALS), "--recordings", str(tmp_path),
-                    "--case", "schema-events-postgres")
+                    "--out", str(tmp_path / "report"))
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1, result.output
+    assert result.output.startswith(f"error: --answers: no recorded answers in {tmp_path}/answers:"
+                                    " pass --answers references")
+    assert not (tmp_path / "report").exists()
+
+
+def test_run_recorded_with_a_case_missing_exits_2(tmp_path: Path) -> None:
+    suite = load_suite(EVALS, load_checklists(KB))
+    case = next(c for c in suite.cases if c.id == "schema-orders-snowflake")
+    write_recording(tmp_path, case, key="a" * 64, repeat=0, model="fixture-not-a-model",
+                    request={"messages": []}, response={"text": "an answer"})
+    result = invoke("eval", "run", "--evals", str(EVALS), "--recordings", str(tmp_path),
+                    "--case", "schema-events-postgres", "--case", "schema-orders-snowflake")
     assert result.exit_code == 2
     assert "no recorded answer for case 'schema-events-postgres'" in result.output
+    assert "schema-orders-snowflake" not in result.output
+
+
+def test_the_shipped_suite_is_used_outside_a_checkout_and_named(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("eval", "calibrate", "--case", "schema-events-postgres")
+    assert result.exit_code == 0, result.output
+    assert "eval suite: the one shipped with plumber (" in result.output
+    assert "pass --evals DIR for your own" in result.output
+    missing = invoke("eval", "calibrate", "--evals", str(tmp_path / "nowhere"))
+    assert missing.exit_code == 2
+    assert "eval cases folder not found: pass --evals DIR" in missing.output
 
 
 def test_run_scores_recordings_and_ignores_stale_ones(tmp_path: Path) -> None:

@@ -111,7 +111,8 @@ def test_user_scope_installs_under_home(tmp_path: Path, project: Path) -> None:
 def test_target_and_scope_together_is_a_usage_error(project: Path) -> None:
     result = plumber_in(project, "install", "--scope", "user", "--target", "x")
     assert result.exit_code == EXIT_BAD_INPUT
-    assert "give --scope or --target, not both" in result.stderr
+    assert result.stderr.splitlines()[-1] == "error: give --scope or --target, not both"
+    assert "Error:" not in result.stderr  # one prefix, click's usage errors included
 
 
 def test_model_and_tools_are_rendered_and_remembered(project: Path) -> None:

@@ -92,3 +92,43 @@ def test_an_unreachable_server_is_one_line_not_a_failure_per_example() -> None:
     assert result.output.count("\n") == 1, result.output
     assert "cannot connect to the PostgreSQL server given by --postgres" in result.output
     assert "hunter22" not in result.output
+
+
+def test_a_missing_engine_stops_the_run_with_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLUMBER_AIRFLOW_PYTHON", "/nonexistent/python")
+    result = run_verify("--only", "orders-etl-dag")
+    assert result.exit_code == 2, result.output
+    assert "FAIL" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    assert "Airflow 3 not found at /nonexistent/python" in errors[0]
+    assert "plumber setup airflow" in errors[0]
+
+
+def test_list_prints_every_id_engine_and_claim() -> None:
+    result = run_verify("--list")
+    assert result.exit_code == 0, result.output
+    rows = [line.split(maxsplit=2) for line in result.output.splitlines()]
+    by_id = {row[0]: row for row in rows}
+    assert by_id["orders-etl-dag"][1] == "airflow"
+    assert by_id["covering-index"][1] == "postgres"
+    assert all(row[2].startswith(("right", "wrong")) for row in rows), rows
+    assert len(rows) >= 20
+
+
+def test_an_unknown_example_gets_a_did_you_mean() -> None:
+    result = run_verify("--only", "covering-indx")
+    assert result.exit_code == 2
+    assert "no example has id 'covering-indx' (did you mean 'covering-index'?)" in result.output
+    assert "`plumber verify --list` prints every id" in result.output
+
+
+def test_a_slow_example_is_announced_as_it_starts(pg: str) -> None:
+    result = run_verify("--postgres", pg, "--only", "orders-etl-dag", "--only", "covering-index")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    started = next(i for i, line in enumerate(lines) if "started (Airflow 3" in line)
+    ended = next(i for i, line in enumerate(lines) if line.startswith("orders-etl-dag")
+                 and " ok " in line)
+    assert started < ended
+    assert "slowest: orders-etl-dag" in result.output

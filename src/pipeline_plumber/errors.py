@@ -8,6 +8,8 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+ERROR_PREFIX = "error: "
+"""How every error line the CLI prints begins, click's usage errors included."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import EXIT_BAD_INPUT, PlumberError
+from ..errors import ERROR_PREFIX, EXIT_BAD_INPUT, PlumberError
 
 DEBUG_ENV = "PLUMBER_DEBUG"
 
@@ -25,13 +25,19 @@ class PlumberGroup(click.Group):
             if os.environ.get(DEBUG_ENV):
                 raise
             for problem in err.problems:
-                click.echo(f"error: {problem}", err=True)
+                click.echo(f"{ERROR_PREFIX}{problem}", err=True)
+            ctx.exit(err.exit_code)
+        except click.UsageError as err:  # click would print `Error:`; one prefix everywhere
+            if err.ctx is not None:
+                click.echo(err.ctx.get_usage(), err=True)
+                click.echo(f"Try '{err.ctx.command_path} --help' for help.", err=True)
+            click.echo(f"{ERROR_PREFIX}{err.format_message()}", err=True)
             ctx.exit(err.exit_code)
         except OSError as err:
             if os.environ.get(DEBUG_ENV):
                 raise
             where = f"{err.filename}: " if err.filename else ""
-            click.echo(f"error: {where}{err.strerror or err}", err=True)
+            click.echo(f"{ERROR_PREFIX}{where}{err.strerror or err}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
 
 
@@ -57,4 +63,5 @@ def main() -> None:
 from . import build as _build  # noqa: E402, F401
 from . import evals as _evals  # noqa: E402, F401
 from . import install as _install  # noqa: E402, F401
+from . import setup as _setup  # noqa: E402, F401
 from . import verify as _verify  # noqa: E402, F401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -78,11 +78,9 @@ def install(scope: str | None, target: Path | None, dry_run: bool, force: bool,
                        f"installed (pipeline-plumber {plan.manifest.version})")
             _echo_kept(root, plan.kept)
             return
-        click.echo(f"plan for {root} (pipeline-plumber {plan.manifest.version}, "
-                   f"model {plan.manifest.model or 'from the knowledge base'}):")
-        for action in plan.actions:
-            click.echo(f"  {action}")
-        click.echo(f"  {plan.manifest_status:10} {installer.MANIFEST_NAME}")
+        _echo_plan(f"plan for {root} (pipeline-plumber {plan.manifest.version}, model "
+                   f"{plan.manifest.model or 'from the knowledge base'}):", plan.actions,
+                   plan.manifest_status)
         if dry_run:
             click.echo("dry run: nothing written")
             return
@@ -95,6 +93,14 @@ def install(scope: str | None, target: Path | None, dry_run: bool, force: bool,
     click.echo(f"installed into {root}: {', '.join(counts) or 'nothing changed'}; "
                f"commands: /{plan.manifest.namespace}:<name>")
     _echo_kept(root, plan.kept)
+
+
+def _echo_plan(heading: str, actions: Sequence[object], manifest_status: str) -> None:
+    """A plan as printed: the heading, one line per file, the manifest's line last."""
+    click.echo(heading)
+    for action in actions:
+        click.echo(f"  {action}")
+    click.echo(f"  {manifest_status:10} {installer.MANIFEST_NAME}")
 
 
 def _echo_kept(root: Path, kept: list[installer.FileAction]) -> None:
@@ -184,10 +190,8 @@ def uninstall(scope: str | None, target: Path | None, dry_run: bool) -> None:
         if plan is None:
             click.echo(f"nothing to uninstall in {root} (no {installer.MANIFEST_NAME})")
             return
-        click.echo(f"uninstalling pipeline-plumber {plan.manifest.version} from {root}:")
-        for action in plan.actions:
-            click.echo(f"  {action}")
-        click.echo(f"  {'remove':10} {installer.MANIFEST_NAME}")
+        _echo_plan(f"uninstalling pipeline-plumber {plan.manifest.version} from {root}:",
+                   plan.actions, "remove")
         if dry_run:
             click.echo("dry run: nothing removed")
             return

@@ -268,7 +268,8 @@ def load_suite(root: Path, kb: Checklists, *, with_answers: bool = True) -> Suit
     """Load `root` (an eval folder) against the knowledge base; raise InputError listing every
     problem found."""
     if not (root / "cases").is_dir():
-        raise InputError([Problem("eval cases folder not found", file=(root / "cases").as_posix())])
+        raise InputError([Problem("eval cases folder not found: pass --evals DIR, a folder with "
+                                  "cases/ and rubrics/", file=(root / "cases").as_posix())])
     problems: list[Problem] = []
     commands = {c.name: c for c in kb.commands}
 
@@ -450,8 +451,8 @@ def load_rubric(root: Path, kb: Checklists, command: str) -> Rubric:
     """One command's rubric alone (for `plumber eval score`); raises InputError on problems."""
     path = root / "rubrics" / f"{command}.yaml"
     if not path.is_file():
-        raise InputError([Problem(f"rubric for command '{command}' not found",
-                                  file=path.as_posix())])
+        raise InputError([Problem(f"rubric for command '{command}' not found: pass --evals DIR, "
+                                  "a folder with rubrics/", file=path.as_posix())])
     problems: list[Problem] = []
     rubric = _load_rubric(path, kb, problems)
     if problems or rubric is None:

@@ -1,4 +1,4 @@
-"""Prove a DAG example with Airflow 3 itself, in its own virtualenv (`.ci/install-airflow`).
+"""Prove a DAG example with Airflow 3 itself, in its own virtualenv (`plumber setup airflow`).
 
 The example is written to `<workdir>/dags/<id>.py`, the proof's `setup` to `<workdir>/<module>.py`
 (the local stand-ins for the DAG's external effects; it is on PYTHONPATH), and
@@ -19,32 +19,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engines.airflow_env import find_airflow_python
 from ..errors import EnvironmentProblem
 from ..kb import Example
-from ..paths import package_data
 from .checks import evaluate
-from .core import AIRFLOW_PYTHON_ENV, Env
+from .core import Env
 
 PROBE = Path(__file__).resolve().parents[1] / "airflow_probe.py"
 PROBE_TIMEOUT_S = 240
-INSTALL_HINT = (
-    "run `bash .ci/install-airflow` (makes .venv-airflow with Airflow 3) or set "
-    f"{AIRFLOW_PYTHON_ENV} to the python of a virtualenv with apache-airflow 3"
-)
 
 
 def airflow_python(env: Env) -> Path:
     """The interpreter of the Airflow virtualenv; EnvironmentProblem when there is none."""
     if env.airflow_python is None:
-        override = os.environ.get(AIRFLOW_PYTHON_ENV)
-        candidates = [Path(override)] if override else [
-            Path(".venv-airflow/bin/python"),
-            package_data("kb").parent / ".venv-airflow" / "bin" / "python",
-        ]
-        found = next((p for p in candidates if p.is_file() and os.access(p, os.X_OK)), None)
-        if found is None:
-            raise EnvironmentProblem(f"Airflow 3 not found at {candidates[0]}: {INSTALL_HINT}")
-        env.airflow_python = found.absolute()
+        env.airflow_python = find_airflow_python()
     return env.airflow_python
 
 

@@ -3,7 +3,8 @@ when every check of its proof observes what the example claims.
 
 An engine module exposes `prove(example, deps, env) -> list[str]`: one line per claim that did
 not hold ("claimed ...; observed ..."), empty when the example is proven. Engines raise our
-errors only for what stops the whole run (no PostgreSQL, no Airflow).
+errors only for what stops the whole run (no PostgreSQL, no Airflow): those leave `verify` as
+they are (exit 2), never as a failed example.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import EnvironmentProblem, InputError, Problem
 from ..kb import Example, KnowledgeBase, required_ids
+from ..schema_errors import suggest
 
 AIRFLOW_PYTHON_ENV = "PLUMBER_AIRFLOW_PYTHON"
 JSON_VERSION = 1
@@ -96,20 +97,33 @@ def _provers() -> dict[str, Prover]:
 def select(kb: KnowledgeBase, only: Sequence[str] = ()) -> list[Example]:
     """The examples to verify: all with a proof, or those named by `only` (an unknown id or one
     without a proof is bad input)."""
-    examples = [ex for ex in kb.examples() if ex.proof is not None]
+    examples = provable(kb)
     if not only:
         return examples
     known = {ex.id: ex for ex in kb.examples()}
     problems = []
     for name in only:
         if name not in known:
-            problems.append(Problem(f"no example has id '{name}'", field="--only"))
+            hint = suggest(name, [ex.id for ex in examples])
+            problems.append(Problem(f"no example has id '{name}'{hint}; `plumber verify --list` "
+                                    "prints every id", field="--only"))
         elif known[name].proof is None:
             problems.append(Problem(f"example '{name}' is a {known[name].language} example "
                                     "with no proof: nothing to run", field="--only"))
     if problems:
         raise InputError(problems)
     return [ex for ex in examples if ex.id in only]
+
+
+def provable(kb: KnowledgeBase) -> list[Example]:
+    """Every example with a proof, in knowledge-base order: what `verify` runs."""
+    return [ex for ex in kb.examples() if ex.proof is not None]
+
+
+def claim(example: Example) -> str:
+    """What the example claims, in a line: its verdict and its caption."""
+    caption = " ".join((example.caption or "").replace("*", "").split())
+    return f"{example.verdict}: {caption}" if caption else example.verdict
 
 
 def verify(
@@ -119,9 +133,11 @@ def verify(
     only: Sequence[str] = (),
     airflow_python: Path | None = None,
     progress: Callable[[Outcome], None] | None = None,
+    starting: Callable[[Example], None] | None = None,
 ) -> Report:
     """Prove the selected examples. Without `postgres_dsn`, a throwaway cluster is started on
-    first need and removed at the end."""
+    first need and removed at the end. `starting` is called as each example starts, `progress`
+    as it ends."""
     started = time.perf_counter()
     chosen = select(kb, only)
     by_id = {ex.id: ex for ex in kb.examples()}
@@ -136,6 +152,8 @@ def verify(
             env._start_postgres = lambda: _throwaway(stack, env)
         outcomes = []
         for ex in chosen:
+            if starting:
+                starting(ex)
             outcome = prove_one(ex, [by_id[r] for r in required_ids(by_id, ex.id)], env, provers)
             outcomes.append(outcome)
             if progress:
@@ -163,26 +181,29 @@ def _check_server(dsn: str) -> None:
 
 
 def _throwaway(stack: contextlib.ExitStack, env: Env) -> str:
+    from ..engines.postgres_binaries import describe
     from ..pgcluster import throwaway_cluster
 
     dsn = stack.enter_context(throwaway_cluster())
-    env.postgres_label = "throwaway cluster"
+    env.postgres_label = f"throwaway cluster, {describe()[0]}"
     return dsn
 
 
 def prove_one(
     ex: Example, deps: Sequence[Example], env: Env, provers: dict[str, Prover]
 ) -> Outcome:
-    """Run one example's proof; an unexpected exception is a failure with its last line."""
+    """Run one example's proof; an unexpected exception is a failure with its first line.
+    Bad input and a missing engine stop the run instead (they are not the example's fault);
+    with PLUMBER_DEBUG set, so does any exception, for its traceback."""
     assert ex.proof is not None
     started = time.perf_counter()
     try:
         failures = provers[ex.proof.engine](ex, deps, env)
-    except InputError:
+    except (InputError, EnvironmentProblem):
         raise
     except Exception as err:  # the harness broke: report it against the example
         if os.environ.get("PLUMBER_DEBUG"):
-            traceback.print_exc()
+            raise
         failures = [f"could not run: {error_line(err)}"]
     return Outcome(
         example=ex.id,
