@@ -10,6 +10,7 @@ prompt and the expanded command as the user's message.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,6 +204,34 @@ def test_after_uninstall_the_session_sees_none_of_it(
 
 
 # --- 3: user scope, and the plugin ----------------------------------------------------------------
+
+
+def test_kept_files_are_loaded_and_their_new_versions_are_not(
+    claude_cli: Path, api: FakeMessagesAPI, project: Path, home: Path
+) -> None:
+    """An edited command and agent are kept, their package versions written beside them as
+    `.new`: the session sees the user's versions, once each, and nothing from a `.new` file."""
+    install(project)
+    schema = project / ".claude" / "commands" / "de" / "schema.md"
+    agent = project / ".claude" / AGENT
+    for path, description in ((schema, "Our team's schema review"), (agent, "Our data engineer")):
+        text = path.read_text()
+        edited = re.sub(r"^description: .*$", f"description: {description}", text, count=1,
+                        flags=re.M)
+        assert edited != text
+        path.write_text(edited)
+    result = plumber_in(project, "install")
+    assert result.exit_code == 0, result.output
+    assert schema.with_name("schema.md.new").is_file()
+    assert agent.with_name(f"{agent.name}.new").is_file()
+
+    body = claude(claude_cli, api, project, home, "-p", "hello")[0]
+    assert [line.partition(" (Tools:")[0] for line in agent_lines(body, "data-engineer")] == [
+        "data-engineer: Our data engineer"]
+    skills = our_skills(body)
+    assert skills.pop("de:schema") == "Our team's schema review"
+    assert skills == {f"de:{name}": COMMAND_DESCRIPTIONS[name]
+                      for name in COMMANDS if name != "schema"}
 
 
 def test_user_scope_install_is_seen_from_any_project(
