@@ -96,8 +96,8 @@ def test_attack_through_the_sandbox(attack: dict[str, Any], sandbox: Sandbox) ->
     answer = load_answer(attack)
     engine = attack["engine"]
     errors: list[SandboxError] = []
-    started = time.monotonic()
     with sandbox.answer_session(engine) as session:
+        started = time.monotonic()  # the deadline starts when the database is ready
         for statement in answer_statements(answer, engine):
             try:
                 session.execute(statement.sql)
@@ -119,3 +119,86 @@ def test_attack_through_the_sandbox(attack: dict[str, Any], sandbox: Sandbox) ->
         assert outcomes == ["runs"], text
     assert all("\n" not in str(e) for e in errors)
     reference_behaves(sandbox, engine)
+
+
+def test_attacks_through_eval_run_keep_the_reference_verdict(tmp_path: Path) -> None:
+    from pipeline_plumber.evals.cases import load_checklists, load_suite
+    from pipeline_plumber.evals.runner import write_recording
+
+    suite = load_suite(REPO / "evals", load_checklists(REPO / "kb"))
+    cases = {case.id: case for case in suite.cases}
+    recordings = tmp_path / "recordings"
+    repeat = 0
+    for attack in ATTACKS:
+        case = cases[CASES[attack["engine"]]]
+        reference = suite.answers[case.id].reference.text
+        for key, text in ((f"attack-{attack['id']}", load_answer(attack).text),
+                          (f"reference-after-{attack['id']}", reference)):
+            write_recording(recordings, case, key=key, repeat=repeat, model="hostile",
+                            request={}, response={"text": text})
+            repeat += 1
+    out = tmp_path / "out"
+    env = {**os.environ, "ANTHROPIC_API_KEY": CANARY}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline_plumber", "eval", "run", "--recordings",
+         str(recordings), *[a for c in CASES.values() for a in ("--case", c)], "--out", str(out),
+         "--answer-timeout", str(DEADLINE_S)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 1, done.stderr[-2000:]  # the attacks fail their cases
+    assert_no_leak(done.stdout + done.stderr, "eval run output")
+    for report in out.iterdir():
+        assert_no_leak(report.read_text(encoding="utf-8"), report.name)
+    results = json.loads((out / "eval-log.json").read_text(encoding="utf-8"))["results"]
+    by_key = {r["answer"]["meta"]["key"]: r for r in results}
+    expected = {a["id"]: a for a in ATTACKS}
+    verdicts = {}
+    for key, result in by_key.items():
+        if key.startswith("reference-after-"):
+            verdicts.setdefault(result["case_id"], set()).add((result["status"], result["score"]))
+            continue
+        attack = expected[key.removeprefix("attack-")]
+        if attack["outcome"] != "runs":
+            assert result["status"] == "fail", key
+        for check in result["checks"]:
+            assert check["seconds"] <= DEADLINE_S + SLACK_S + 3, (key, check)  # + set-up
+    assert len(by_key) == 2 * len(ATTACKS)
+    for case_id, seen in verdicts.items():
+        assert len(seen) == 1 and next(iter(seen))[0] == "pass", (case_id, seen)
+
+
+def test_attacks_through_eval_score(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline_plumber.cli import cli
+
+    for attack in ATTACKS:
+        result = CliRunner().invoke(cli, [
+            "eval", "score", "--evals", str(REPO / "evals"), "--kb", str(REPO / "kb"),
+            "--command", "schema", "--answer", str(HOSTILE / f"{attack['id']}.md"),
+            "--dialect", attack["engine"], "--answer-timeout", str(DEADLINE_S), "--json"],
+            catch_exceptions=False)
+        assert result.exit_code == 1, (attack["id"], result.output[-1000:])
+        assert_no_leak(result.output, attack["id"])
+        assert json.loads(result.output)["status"] == "fail"
+
+
+def test_the_suite_holds_for_an_unprivileged_account(tmp_path: Path) -> None:
+    """Under root, the direct suite again as `nobody` (its own cluster, HOME and temp dir);
+    otherwise the tests already run unprivileged and this runs them once more, the same way."""
+    command, _ = python_command(Path(sys.executable))
+    site = sysconfig.get_paths()["purelib"]
+    tmp_path.chmod(0o777)
+    child_env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), site]),
+        "PYTHONDONTWRITEBYTECODE": "1", "ANTHROPIC_API_KEY": CANARY, "LANG": "C.UTF-8",
+    }
+    prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] \
+        if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*prefix, *command, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+         str(Path(__file__)), "-k", "through_the_sandbox"],
+        cwd=tmp_path, env=child_env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"{len(ATTACKS)} passed" in done.stdout
+    assert_no_leak(done.stdout, "unprivileged run")

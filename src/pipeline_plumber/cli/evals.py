@@ -18,7 +18,6 @@ import click
 
 from ..errors import EXIT_CHECK_FAILED
 from ..paths import default_kb
-from ..words import plural
 from . import cli
 from .live import add_compare, live_options, run_live_command, wanted
 
@@ -32,23 +31,8 @@ _PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
 def _evals_option(f: Callable[..., object]) -> Callable[..., object]:
     return click.option(
         "--evals", "evals_dir", type=click.Path(path_type=Path, file_okay=False),
-        default=None, callback=_chosen_suite,
-        help="Eval folder: cases/, rubrics/, answers/, recordings/. Default: ./evals when it "
-             "holds cases/, else the suite shipped with plumber.")(f)
-
-
-def _chosen_suite(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
-    """`--evals`, else `./evals`, else the shipped suite, which is named on stderr so that a
-    user outside a checkout knows where the cases come from and how to use their own."""
-    if value is not None:
-        return value
-    from ..paths import default_evals, package_data
-
-    chosen = default_evals()
-    if chosen == package_data("evals"):
-        click.echo(f"eval suite: the one shipped with plumber ({chosen}); pass --evals DIR for "
-                   "your own", err=True)
-    return chosen
+        default=Path("evals"), show_default=True,
+        help="Eval folder: cases/, rubrics/, answers/, recordings/.")(f)
 
 
 def _kb_option(f: Callable[..., object]) -> Callable[..., object]:
@@ -97,6 +81,14 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
         yield bar.update
 
 
+def _answer_timeout_option(f: Callable[..., object]) -> Callable[..., object]:
+    return click.option(
+        "--answer-timeout", "answer_timeout", type=click.FloatRange(min=0.1), default=20.0,
+        show_default=True, metavar="SECONDS",
+        help="Deadline for everything one answer runs in the sandbox (all its statements and "
+             "probes); past it the check fails with 'timed out'.")(f)
+
+
 @eval_group.command(name="run")
 @_evals_option
 @_kb_option
@@ -112,10 +104,11 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
 @click.option("--html", "with_html", is_flag=True, help="Also write report.html (needs --out).")
 @click.option("-v", "--verbose", is_flag=True, help="List every failed and unscored check.")
 @live_options
+@_answer_timeout_option
 def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
                 tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
                 recordings_dir: Path | None, out_dir: Path | None, with_html: bool,
-                verbose: bool, **live: Any) -> None:
+                verbose: bool, answer_timeout: float, **live: Any) -> None:
     """Score answers to the golden cases; exit 0 when every case reaches its threshold.
 
     With no key and no network it scores recorded answers (a case without one is an error,
@@ -131,7 +124,6 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
             evals_dir=evals_dir, kb_dir=kb_dir, case_ids=case_ids, tags=tags, commands=commands,
             answers=answers, recordings_dir=recordings_dir, out_dir=out_dir,
             with_html=with_html, verbose=verbose, live=live)
-    from ..errors import InputError, Problem
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
     from ..evals.scorers import Resources
@@ -141,11 +133,6 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
     recordings = recordings_dir or evals_dir / "recordings"
-    if answers == "recorded" and not any((recordings / "answers").glob("*/*.json")):
-        raise InputError([Problem(
-            f"no recorded answers in {recordings / 'answers'}: pass --answers references to "
-            "score the hand-written reference answers, or record model answers with --live "
-            "(docs/live-evals.md)", field="--answers")])
     source = {
         "recorded": lambda: runner.recorded_source(recordings),
         "references": lambda: runner.reference_source(suite),
@@ -153,7 +140,8 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
     }[answers]()
     total = sum(len(suite.answers[c.id].flawed) for c in chosen) if answers == "flawed" else len(
         chosen)
-    with Resources(judge_store=JudgeStore(recordings / "judge")) as resources, \
+    with Resources(judge_store=JudgeStore(recordings / "judge"),
+                   answer_timeout_s=answer_timeout) as resources, \
             _progress(total, "scoring") as progress:
         result = runner.run(suite, chosen, source, answers=answers, resources=resources,
                             progress=progress, jobs=scoring_jobs(live.get("jobs")))
@@ -193,9 +181,11 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
               help="Pass when the weighted mean of the scored checks reaches this. Default: "
                    "the case's, else 0.8.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and every check as JSON.")
+@_answer_timeout_option
 def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
                   case_id: str | None, answer_file: Path, prompt_file: Path | None,
-                  dialect: str | None, threshold: float | None, as_json: bool) -> None:
+                  dialect: str | None, threshold: float | None, as_json: bool,
+                  answer_timeout: float) -> None:
     """Grade one answer by a command's rubric (the checklist of kb/commands.yaml, made
     checkable), or with --case as an answer to a golden case.
 
@@ -209,7 +199,8 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     answer = _read_text_file(answer_file, "--answer", strip_front_matter=True)
     prompt = _read_text_file(prompt_file, "--prompt").text if prompt_file else ""
-    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources:
+    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge"),
+                   answer_timeout_s=answer_timeout) as resources:
         if case_id is not None:
             suite = cases_mod.load_suite(evals_dir, kb, with_answers=False)
             case = _case_to_score(suite.cases, case_id, command, dialect, prompt_file)
@@ -231,7 +222,7 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
             click.echo(f"{check.status:10} {check.id}{mark}: {check.explanation}")
         score = "n/a" if result.score is None else f"{result.score:.2f}"
         click.echo(f"{result.status}: score {score}, threshold {result.threshold:.2f}; "
-                   f"{plural(len(result.not_scored), 'check')} not scored"
+                   f"{len(result.not_scored)} check(s) not scored"
                    + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
                       if result.blockers else ""))
     if result.status != "pass":
@@ -304,9 +295,11 @@ def _read_text_file(path: Path, option: str, *, strip_front_matter: bool = False
 @_filters
 @click.option("--json", "as_json", is_flag=True, help="Print the agreement table as JSON.")
 @_jobs_option
+@_answer_timeout_option
 def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
                       tags: tuple[str, ...], commands: tuple[str, ...], as_json: bool,
-                      jobs: int | None) -> None:
+                      jobs: int | None,
+                      answer_timeout: float) -> None:
     """Run every check on the labelled answers and report agreement per scorer.
 
     A reference or correct answer must pass every check and its case; a flawed answer must
@@ -322,7 +315,8 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
     total = sum(len(suite.answers[c.id].labelled) for c in chosen)
-    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge")) as resources, \
+    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge"),
+                   answer_timeout_s=answer_timeout) as resources, \
             _progress(total, "calibrating") as progress:
         cal = runner.calibrate(suite, chosen, resources=resources, progress=progress,
                                jobs=scoring_jobs(jobs))
@@ -333,7 +327,7 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
         for line in cal.disagreements:
             click.echo(f"disagree: {line}")
         verdict = "full agreement" if cal.full_agreement else (
-            plural(len(cal.disagreements), "disagreement"))
+            f"{len(cal.disagreements)} disagreement(s)")
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(cal.by_kind.items()))
         click.echo(f"false passes: {len(cal.false_passes)} (flawed answers whose case passed); "
                    f"false fails: {len(cal.false_fails)} (reference or correct answers whose "
