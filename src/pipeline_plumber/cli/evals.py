@@ -18,6 +18,7 @@ import click
 
 from ..errors import EXIT_CHECK_FAILED
 from ..paths import default_kb
+from ..words import plural
 from . import cli
 from .live import add_compare, live_options, run_live_command, wanted
 
@@ -31,8 +32,23 @@ _PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
 def _evals_option(f: Callable[..., object]) -> Callable[..., object]:
     return click.option(
         "--evals", "evals_dir", type=click.Path(path_type=Path, file_okay=False),
-        default=Path("evals"), show_default=True,
-        help="Eval folder: cases/, rubrics/, answers/, recordings/.")(f)
+        default=None, callback=_chosen_suite,
+        help="Eval folder: cases/, rubrics/, answers/, recordings/. Default: ./evals when it "
+             "holds cases/, else the suite shipped with plumber.")(f)
+
+
+def _chosen_suite(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path:
+    """`--evals`, else `./evals`, else the shipped suite, which is named on stderr so that a
+    user outside a checkout knows where the cases come from and how to use their own."""
+    if value is not None:
+        return value
+    from ..paths import default_evals, package_data
+
+    chosen = default_evals()
+    if chosen == package_data("evals"):
+        click.echo(f"eval suite: the one shipped with plumber ({chosen}); pass --evals DIR for "
+                   "your own", err=True)
+    return chosen
 
 
 def _kb_option(f: Callable[..., object]) -> Callable[..., object]:
@@ -124,6 +140,7 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
             evals_dir=evals_dir, kb_dir=kb_dir, case_ids=case_ids, tags=tags, commands=commands,
             answers=answers, recordings_dir=recordings_dir, out_dir=out_dir,
             with_html=with_html, verbose=verbose, live=live)
+    from ..errors import InputError, Problem
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
     from ..evals.scorers import Resources
@@ -133,6 +150,11 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
     recordings = recordings_dir or evals_dir / "recordings"
+    if answers == "recorded" and not any((recordings / "answers").glob("*/*.json")):
+        raise InputError([Problem(
+            f"no recorded answers in {recordings / 'answers'}: pass --answers references to "
+            "score the hand-written reference answers, or record model answers with --live "
+            "(docs/live-evals.md)", field="--answers")])
     source = {
         "recorded": lambda: runner.recorded_source(recordings),
         "references": lambda: runner.reference_source(suite),
@@ -222,7 +244,7 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
             click.echo(f"{check.status:10} {check.id}{mark}: {check.explanation}")
         score = "n/a" if result.score is None else f"{result.score:.2f}"
         click.echo(f"{result.status}: score {score}, threshold {result.threshold:.2f}; "
-                   f"{len(result.not_scored)} check(s) not scored"
+                   f"{plural(len(result.not_scored), 'check')} not scored"
                    + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
                       if result.blockers else ""))
     if result.status != "pass":
@@ -327,7 +349,7 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
         for line in cal.disagreements:
             click.echo(f"disagree: {line}")
         verdict = "full agreement" if cal.full_agreement else (
-            f"{len(cal.disagreements)} disagreement(s)")
+            plural(len(cal.disagreements), "disagreement"))
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(cal.by_kind.items()))
         click.echo(f"false passes: {len(cal.false_passes)} (flawed answers whose case passed); "
                    f"false fails: {len(cal.false_fails)} (reference or correct answers whose "
