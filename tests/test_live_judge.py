@@ -73,13 +73,13 @@ def test_a_budget_that_covers_the_answers_but_not_the_votes(tmp_path: Path) -> N
     with FakeMessagesAPI() as api:
         api.respond_with(responder(9))
         done = plumber(tmp_path, api, "--live", "--run-dir", "r", "--cache-dir", "c",
-                       "--max-tokens", "200", "--max-usd", "0.1")
+                       "--max-tokens", "200", "--max-usd", "0.2")
     assert len(answers(api)) == CASES
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"estimate: judge {JUDGE_MODEL}, at most " in done.stderr
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["judge"]["skipped_for_budget"] > 0
-    assert report["totals"]["cost_usd"] + report["judge"]["cost_usd"] <= 0.1
+    assert report["totals"]["cost_usd"] + report["judge"]["cost_usd"] <= 0.2
     assert "not-scored" in judge_statuses(tmp_path / "r" / "eval-log.json")
 
 
@@ -98,3 +98,31 @@ def test_votes_are_sent_concurrently(tmp_path: Path) -> None:
         plumber(tmp_path, api, "--live", "--run-dir", "r", "--cache-dir", "c", "-j", "4")
         assert len(votes(api)) > 4
         assert api.max_in_flight == 4
+
+
+def test_stored_answers_without_stored_votes_and_no_key_is_one_line_and_no_folder(
+        tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        api.respond_with(responder(9))
+        plumber(tmp_path, api, "--live", "--record", "--recordings", "rec", "--run-dir", "r1")
+        for vote in (tmp_path / "rec" / "judge").glob("*.json"):
+            vote.unlink()
+        asked = len(api.message_requests())
+        done = plumber(tmp_path, api, "--live", "--recordings", "rec", "--run-dir", "r2",
+                       key=None)
+        assert len(api.message_requests()) == asked
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.splitlines()
+    assert "ANTHROPIC_API_KEY is not set" in line and "judge vote(s)" in line, line
+    assert "--record" in line and "Traceback" not in done.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_a_keyless_live_run_leaves_no_run_folder(tmp_path: Path) -> None:
+    with FakeMessagesAPI() as api:
+        done = plumber(tmp_path, api, "--live", key=None)
+        assert not api.message_requests()
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert "ANTHROPIC_API_KEY is not set" in line
+    assert not (tmp_path / ".plumber").exists()

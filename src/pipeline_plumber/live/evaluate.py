@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import atomic
-from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
+from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, InputError, Problem
 from ..evals.scorers.judge import JUDGE_MODEL
 from .judging import (
     LayeredJudgeStore,
@@ -27,7 +27,15 @@ from .prices import Prices
 from .report import PassRule, Verdict, build_report, markdown
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
 from .run import RunPlan, load, start
-from .runner import EXIT_BUDGET_EXCEEDED, RunOptions, Stores, Tally, estimate, execute
+from .runner import (
+    EXIT_BUDGET_EXCEEDED,
+    RunOptions,
+    Stores,
+    Tally,
+    estimate,
+    execute,
+    require_key,
+)
 from .store import AnswerStore, RunFolder, write_json_atomic
 
 REPORT_JSON = "report.json"
@@ -89,6 +97,41 @@ class LiveOutcome:
 Announce = Callable[[str], None]
 
 
+def require_key_for_what_is_left(items: tuple[WorkItem, ...], folder: RunFolder, stores: Stores,
+                                 suite: Any, judge_store: LayeredJudgeStore) -> None:
+    """Without a key, every answer and every judge vote the run needs must already be stored;
+    checked before the run folder is created or anything is sent (one line, exit 2)."""
+    done = folder.results() if folder.spec_path.is_file() else {}
+    texts: list[tuple[WorkItem, str]] = []
+    unanswered: list[WorkItem] = []
+    for item in items:
+        result = done.get(item.key, {})
+        text = result.get("text") if result.get("status") == "ok" else _stored_text(item, stores)
+        if isinstance(text, str):
+            texts.append((item, text))
+        else:
+            unanswered.append(item)
+    if unanswered:
+        require_key(None, unanswered)
+    by_id = {c.id: c for c in suite.cases}
+    votes = pending_votes(suite, [(by_id[i.case_id], t) for i, t in texts if i.case_id in by_id],
+                          judge_store)
+    if votes:
+        raise InputError([Problem(
+            f"ANTHROPIC_API_KEY is not set and {len(votes)} judge vote(s) on stored answers have "
+            "no stored verdict; set the key, or record the votes once with a live run and "
+            "--record")])
+
+
+def _stored_text(item: WorkItem, stores: Stores) -> str | None:
+    for _, store in stores.lookup:
+        data = store.get(item.case_id, item.arm, item.key)
+        if data is not None:
+            text = data.get("response", {}).get("text")
+            return text if isinstance(text, str) else None
+    return None
+
+
 def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
                   progress: Callable[[Mapping[str, Any]], None] | None = None) -> LiveOutcome:
     from ..build import build_pack
@@ -114,12 +157,9 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
                            baseline=req.baseline)
         plan = RunPlan(req.config, tuple(items), prompts.agent_body, req.repeats, req.baseline,
                        req.batch, suite.kb_digest, {"pass_rule": req.pass_rule})
-        start(folder, plan)
     by_id = {c.id: c for c in suite.cases}
     missing_cases = sorted({i.case_id for i in plan.items} - by_id.keys())
     if missing_cases:
-        from ..errors import InputError, Problem
-
         raise InputError([Problem(f"the run has case '{c}', which the eval folder no longer "
                                   "has", file=folder.spec_path.as_posix()) for c in missing_cases])
 
@@ -133,6 +173,14 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
         lookup.append(("cache", cache))
     stores = Stores(lookup=lookup, cache=cache,
                     record_to=record_store if req.record else None)
+    judge_dirs = [recordings / "judge", *([req.cache_dir / "judge"] if req.cache_dir else [])]
+    judge_write = recordings / "judge" if req.record else (
+        req.cache_dir / "judge" if req.cache_dir else None)
+    judge_store = LayeredJudgeStore(judge_dirs, judge_write)
+    if not req.api_key and not req.options.replay:
+        require_key_for_what_is_left(plan.items, folder, stores, suite, judge_store)
+    if not req.resume:
+        start(folder, plan)
 
     done = folder.results()
     left = [i for i in plan.items if done.get(i.key, {}).get("status") != "ok"]
@@ -169,10 +217,6 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
     results = folder.results()
     verdicts: dict[str, Verdict] = {}
     offline_results = []
-    judge_dirs = [recordings / "judge", *([req.cache_dir / "judge"] if req.cache_dir else [])]
-    judge_write = recordings / "judge" if req.record else (
-        req.cache_dir / "judge" if req.cache_dir else None)
-    judge_store = LayeredJudgeStore(judge_dirs, judge_write)
     judge = None
     if not options.replay:
         answered = [(by_id[item.case_id], str(results[item.key].get("text") or ""))

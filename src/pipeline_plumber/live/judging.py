@@ -146,6 +146,10 @@ def ask_judge(votes: list[Vote], store: JudgeStore, *, options: RunOptions, pric
               spent_before: float, api_key: str | None, base_url: str | None) -> JudgeSummary:
     """Send `votes`, at most `options.jobs` at a time, storing each verdict as it arrives."""
     summary = JudgeSummary()
+    if votes and not api_key:
+        raise InputError([Problem(
+            f"ANTHROPIC_API_KEY is not set and {len(votes)} judge vote(s) have no stored "
+            "verdict; set the key, or record the votes once with a live run and --record")])
     if votes:
         asyncio.run(_ask(votes, store, options, prices, spent_before, api_key, base_url,
                          summary))
