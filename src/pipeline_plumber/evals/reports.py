@@ -3,12 +3,12 @@ an optional self-contained HTML page. All are pure text builders; `write_reports
 
 from __future__ import annotations
 
-import html
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from .. import atomic
+from ..untrusted_text import CELL_CHARS, code, html_text, markdown, plain, xml_text
 from .runner import Calibration, RunResult
 from .scoring import CaseResult
 
@@ -44,20 +44,22 @@ def junit_xml(run: RunResult) -> str:
         command = result.command or "free"
         suite = suites.get(command)
         if suite is None:
-            suite = suites[command] = ET.SubElement(root, "testsuite", name=f"eval.{command}")
+            suite = suites[command] = ET.SubElement(root, "testsuite",
+                                                    name=xml_text(f"eval.{command}", CELL_CHARS))
         seconds = sum(c.seconds for c in result.checks)
-        case = ET.SubElement(suite, "testcase", classname=f"eval.{command}",
-                             name=f"{result.case_id} [{_label(result)}]", time=f"{seconds:.3f}")
+        case = ET.SubElement(suite, "testcase", classname=xml_text(f"eval.{command}", CELL_CHARS),
+                             name=xml_text(f"{result.case_id} [{_label(result)}]", CELL_CHARS),
+                             time=f"{seconds:.3f}")
         if result.status == "fail":
             failure = ET.SubElement(case, "failure", message=(
                 f"score {_score(result)} < threshold {result.threshold:.2f}"))
-            failure.text = "\n".join(f"{c.id} ({c.scorer}): {c.explanation}"
+            failure.text = "\n".join(xml_text(f"{c.id} ({c.scorer}): {c.explanation}")
                                      for c in result.failed)
         elif result.status == "not-scored":
             ET.SubElement(case, "skipped", message="no check could be scored")
         if result.not_scored:
             out = ET.SubElement(case, "system-out")
-            out.text = "not scored: " + "; ".join(f"{c.id}: {c.explanation}"
+            out.text = "not scored: " + "; ".join(xml_text(f"{c.id}: {c.explanation}")
                                                   for c in result.not_scored)
     for suite in suites.values():
         cases = suite.findall("testcase")
@@ -71,10 +73,6 @@ def junit_xml(run: RunResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def markdown_summary(run: RunResult) -> str:
     """Fit for $GITHUB_STEP_SUMMARY: verdict, counts, a table of cases, then what failed."""
     counts = run.counts()
@@ -83,22 +81,24 @@ def markdown_summary(run: RunResult) -> str:
         f"## plumber eval: {verdict}",
         "",
         f"{counts['pass']} passed, {counts['fail']} failed, {counts['not-scored']} not scored; "
-        f"answers: {run.spec.get('answers')}; "
-        f"knowledge base `{str(run.spec.get('kb_digest'))[:12]}`.",
+        f"answers: {markdown(str(run.spec.get('answers')))}; "
+        f"knowledge base {code(str(run.spec.get('kb_digest'))[:12])}.",
         "",
         "| case | command | answer | score | threshold | result | not scored |",
         "|---|---|---|---:|---:|---|---:|",
     ]
     for r in run.results:
-        lines.append(f"| {r.case_id} | {r.command or '-'} | {_md(_label(r))} | {_score(r)} | "
+        lines.append(f"| {markdown(r.case_id)} | {markdown(r.command or '-')} | "
+                     f"{markdown(_label(r))} | {_score(r)} | "
                      f"{r.threshold:.2f} | {_MARK[r.status]} | {len(r.not_scored)} |")
     failing = [r for r in run.results if r.status != "pass"]
     if failing:
         lines += ["", "### What fell short", ""]
         for r in failing:
-            lines.append(f"- **{r.case_id}** ({_md(_label(r))}, score {_score(r)}):")
+            lines.append(f"- **{markdown(r.case_id)}** ({markdown(_label(r))}, "
+                         f"score {_score(r)}):")
             for c in r.failed:
-                lines.append(f"  - `{c.id}`: {_md(c.explanation)}")
+                lines.append(f"  - {code(c.id)}: {markdown(c.explanation, 500)}")
     judged = sum(len(r.not_scored) for r in run.results)
     if judged:
         lines += ["", f"{judged} check(s) were not scored (LLM-judge criteria without a recorded "
@@ -110,8 +110,8 @@ def terminal_table(run: RunResult, *, verbose: bool = False) -> str:
     rows = [("case", "answer", "score", "need", "result", "failed checks")]
     for r in run.results:
         failed = ", ".join(c.id for c in r.failed)
-        rows.append((r.case_id, _label(r), _score(r), f"{r.threshold:.2f}", _MARK[r.status],
-                     failed))
+        rows.append((plain(r.case_id, 80), plain(_label(r), 80), _score(r), f"{r.threshold:.2f}",
+                     _MARK[r.status], plain(failed, 500)))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     out = []
     for row in rows:
@@ -120,7 +120,7 @@ def terminal_table(run: RunResult, *, verbose: bool = False) -> str:
     if verbose:
         for r in run.results:
             for c in r.failed + r.not_scored:
-                out.append(f"  {r.case_id}: {c.id} [{_MARK[c.status]}] {c.explanation}")
+                out.append(plain(f"  {r.case_id}: {c.id} [{_MARK[c.status]}] {c.explanation}"))
     counts = run.counts()
     out.append(f"{counts['pass']} passed, {counts['fail']} failed, {counts['not-scored']} not "
                f"scored ({len(run.results)} answers)")
@@ -129,14 +129,14 @@ def terminal_table(run: RunResult, *, verbose: bool = False) -> str:
 
 def html_report(run: RunResult) -> str:
     """One self-contained page: no scripts, no external assets."""
-    esc = html.escape
+    esc = html_text
     rows = []
     for r in run.results:
         checks = "".join(
-            f"<tr class='{c.status}'><td>{esc(c.id)}</td><td>{esc(c.scorer)}</td>"
+            f"<tr class='{esc(c.status)}'><td>{esc(c.id)}</td><td>{esc(c.scorer)}</td>"
             f"<td>{_MARK[c.status]}</td><td>{esc(c.explanation)}</td></tr>" for c in r.checks)
         rows.append(
-            f"<details class='{r.status}'><summary><b>{esc(r.case_id)}</b> "
+            f"<details class='{esc(r.status)}'><summary><b>{esc(r.case_id)}</b> "
             f"{esc(_label(r))} score {_score(r)} / {r.threshold:.2f} {_MARK[r.status]}</summary>"
             f"<table><tr><th>check</th><th>scorer</th><th>result</th><th>why</th></tr>"
             f"{checks}</table></details>")

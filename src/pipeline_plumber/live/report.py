@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .. import untrusted_text as untrusted
 from .prices import Usage
 from .request import WorkItem
 
@@ -162,13 +163,14 @@ def markdown(report: Mapping[str, Any]) -> str:
     totals = report["totals"]
     cache = totals["cache"]
     lines = [f"## Live eval: {report['status']}", "",
-             f"Model `{report['model']}`, {report['repeats']} repeat(s), "
-             f"pass rule `{report['pass_rule']}`.", "",
+             f"Model {untrusted.code(str(report['model']))}, {report['repeats']} repeat(s), "
+             f"pass rule {untrusted.code(str(report['pass_rule']))}.", "",
              "| case | arm | passes | pass@k | pass^k | flaky | mean score |",
              "|---|---|---|---|---|---|---|"]
     for case in report["cases"]:
         score = "n/a" if case["mean_score"] is None else f"{case['mean_score']:.2f}"
-        lines.append(f"| {case['case_id']} | {case['arm']} | {case['passes']}/{case['k']} | "
+        lines.append(f"| {untrusted.markdown(case['case_id'])} | {case['arm']} | "
+                     f"{case['passes']}/{case['k']} | "
                      f"{_yes(case['pass_at_k'])} | {_yes(case['pass_hat_k'])} | "
                      f"{'flaky' if case['flaky'] else ''} | {score} |")
     if report["baseline"]:
@@ -176,7 +178,8 @@ def markdown(report: Mapping[str, Any]) -> str:
                   "| case | agent | baseline | difference |", "|---|---|---|---|"]
         for row in report["baseline"]:
             delta = row["delta"]
-            lines.append(f"| {row['case_id']} | {_pct(row['agent_pass_rate'])} | "
+            lines.append(f"| {untrusted.markdown(row['case_id'])} | "
+                         f"{_pct(row['agent_pass_rate'])} | "
                          f"{_pct(row['baseline_pass_rate'])} | "
                          f"{'n/a' if delta is None else f'{delta:+.0%}'} |")
     estimate = totals["estimate_usd"]
