@@ -85,7 +85,7 @@ def execute_batch(items: Sequence[WorkItem], folder: RunFolder, *, options: RunO
                 tally.sent += len(chunk)
                 tally.attempts += len(chunk)
             for entry in pending_batches:
-                _collect(client, entry, by_key, log, tally, prices, price, stores, ttl,
+                _collect(client, entry, by_key, log, tally, prices, price, stores, ttl, api_key,
                          poll_interval, progress)
         except anthropic.APIError as err:
             raise InputError([Problem("Message Batches call failed: "
@@ -109,7 +109,8 @@ def _chunks(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
 
 def _collect(client: Any, entry: Mapping[str, Any], by_key: Mapping[str, WorkItem],
              log: Any, tally: Tally, prices: Prices, price: Any, stores: Stores, ttl: str,
-             poll_interval: float, progress: Callable[[Mapping[str, Any]], None] | None) -> None:
+             secret: str | None, poll_interval: float,
+             progress: Callable[[Mapping[str, Any]], None] | None) -> None:
     """Poll one batch until it ends, then append every result of ours it holds."""
     while client.messages.batches.retrieve(entry["id"]).processing_status != "ended":
         time.sleep(poll_interval)
@@ -126,9 +127,9 @@ def _collect(client: Any, entry: Mapping[str, Any], by_key: Mapping[str, WorkIte
             usage = Usage.from_api(usage_api, ttl)
             cost = prices.cost(price, usage, batch=True) if price else 0.0
             text = "".join(b.text for b in message.content if b.type == "text")
-            record = _result(item, "ok", "batch", text=text, stop_reason=message.stop_reason,
-                             model=message.model, usage=usage, cost=cost, attempts=1,
-                             message_id=message.id)
+            record = _result(item, "ok", "batch", text=redact(text, secret),
+                             stop_reason=message.stop_reason, model=message.model,
+                             usage=usage, cost=cost, attempts=1, message_id=message.id)
             log.append(record)
             save_answer(item, record, stores, usage_api)
             tally.ok += 1
@@ -136,7 +137,7 @@ def _collect(client: Any, entry: Mapping[str, Any], by_key: Mapping[str, WorkIte
         else:
             error = getattr(result, "error", None)
             detail = f"batch result {result.type}" + (f": {error}" if error else "")
-            record = _result(item, "error", "batch", error=detail, attempts=1)
+            record = _result(item, "error", "batch", error=redact(detail, secret), attempts=1)
             log.append(record)
             tally.errors += 1
         if progress:
