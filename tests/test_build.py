@@ -83,11 +83,17 @@ def test_check_reports_stale_files_and_writes_nothing(tmp_path: Path) -> None:
     assert snapshot(out) == before
 
 
-def test_files_the_last_build_wrote_and_this_one_does_not_are_deleted(tmp_path: Path) -> None:
+def _built_minimal(tmp_path: Path) -> tuple[Path, Path, tuple[str, ...]]:
+    """A copy of the minimal knowledge base built once: (kb, output folder, build arguments)."""
     kb = copy_minimal_kb(tmp_path)
     out = tmp_path / "o"
     base = ("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
     assert plumber(*base).exit_code == 0
+    return kb, out, base
+
+
+def test_files_the_last_build_wrote_and_this_one_does_not_are_deleted(tmp_path: Path) -> None:
+    kb, out, base = _built_minimal(tmp_path)
     agent_yaml = kb / "agent.yaml"
     agent_yaml.write_text(agent_yaml.read_text().replace("name: tiny-agent", "name: small-agent"))
 
@@ -120,10 +126,7 @@ def test_a_hand_written_command_forking_into_the_agent_survives_build(tmp_path: 
 
 
 def test_a_tampered_record_deletes_nothing_outside_the_shapes_we_render(tmp_path: Path) -> None:
-    kb = copy_minimal_kb(tmp_path)
-    out = tmp_path / "o"
-    base = ("build", "--kb", str(kb), "--templates", str(TEMPLATES), "--out", str(out))
-    assert plumber(*base).exit_code == 0
+    _, out, base = _built_minimal(tmp_path)
     outside = tmp_path / "outside.md"
     keep = {"README.md": "mine\n", "commands/notes.txt": "mine\n", "commands/sub/x.md": "mine\n"}
     for rel, text in keep.items():
