@@ -36,8 +36,8 @@ from ..catalog import Catalog, Column, Table, quote
 from ..engine import Broken, Rejected, Session, TimedOut
 from ..program import Program, Step
 from ..properties import Finding, ProbeInput, family
+from ..scd2 import scd2_tables
 from ..synth import Row, allowed_values, insert_sql, literal, populate
-from .schema import scd2_tables
 
 PROPERTIES = ("first-run-empty-target", "idempotent-rerun", "no-duplicate-keys",
               "change-applied", "several-changes-one-key", "late-older-change",

@@ -21,23 +21,14 @@ Property ids:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..catalog import Catalog, Table
 from ..engine import Broken, Rejected, Session
 from ..program import WAREHOUSES
 from ..properties import Finding, ProbeInput, family
-from ..synth import Row, insert_sql, literal, orphan, populate, rows
-from .schema import (
-    _KEYISH,
-    _open_versions,
-    _sources,
-    _with_parents,
-    exact_money,
-    natural_key,
-    scd2_tables,
-)
+from ..scd2 import natural_key, one_current, open_versions, scd2_tables, sources, stage_changes
+from ..synth import Row, insert_sql, orphan, populate, rows
+from .schema import _with_parents, exact_money, scratch
 
 PROPERTIES = ("primary-keys", "facts-reference-dimensions", "exact-money", "scd2-one-current",
               "example-query-runs")
@@ -84,20 +75,6 @@ def dimension_primary_keys(probe: ProbeInput) -> Finding:
                               f"{', '.join(table.primary_key)}")
     return Finding.passed(prop, f"all {len(modelled)} fact and dimension table(s) have a "
                           "primary key that refuses a duplicate")
-
-
-@contextmanager
-def scratch(probe: ProbeInput) -> Iterator[Session]:
-    """A session with the answer's setup whose changes are undone afterwards. PostgreSQL: a
-    savepoint on the probe's database. DuckDB has no nested savepoints and a refused row aborts
-    the whole transaction, so it gets a fresh database where each statement commits alone."""
-    session = probe.execution.session
-    if session.engine == "postgres":
-        with session.savepoint(undo=True):
-            yield session
-        return
-    with probe.fresh() as execution:
-        yield execution.session
 
 
 # --- facts and dimensions -------------------------------------------------------------------------
@@ -211,15 +188,15 @@ def scd2_one_current(probe: ProbeInput) -> Finding:
         session = execution.session
         stored = populate(session, catalog, 3)
         for table, _ in targets:
-            _open_versions(session, table)
+            open_versions(session, table)
         referencing = _point_facts_at(session, catalog, [t for t, _ in targets], stored)
         for table, current in targets:
             key = natural_key(table)
             if not key:
                 return Finding.not_applicable(prop, f"no natural key found on {table.name}")
             statements = probe.program.writes(table.name)
-            sources = {s.name: s for st in statements for s in _sources(st, catalog)}
-            _stage_changes(session, list(sources.values()), stored)
+            read = {s.name: s for st in statements for s in sources(st, catalog)}
+            stage_changes(session, list(read.values()), stored)
             for _ in range(2):
                 for statement in statements:
                     try:
@@ -230,7 +207,7 @@ def scd2_one_current(probe: ProbeInput) -> Finding:
                             referencing) else ""
                         return Finding.failed(prop, f"{statement.where} is refused{facts}: "
                                               f"{_first_line(err)}")
-            verdict = _one_current(session, table, key, current)
+            verdict = one_current(session, table, key, current)
             if verdict:
                 return Finding.failed(prop, verdict)
         lost = _facts_without_version(session, catalog, [t for t, _ in targets])
@@ -271,37 +248,6 @@ def _point_facts_at(session: Session, catalog: Catalog, dimensions: list[Table],
     return count
 
 
-def _stage_changes(session: Session, sources: list[Table], stored: dict[str, list[Row]]
-                   ) -> None:
-    """The staging tables the SCD2 statements read, refilled with changed versions of the stored
-    rows: the same keys (synthetic rows are numbered alike), other attribute values, and change
-    dates two months after the versions they replace."""
-    for table in sources:
-        batch = []
-        for i, row in enumerate(rows(table, 3, stored)):
-            changed = dict(row)
-            position = 0
-            for column in table.columns:
-                value = row.get(column.name)
-                if value is None:
-                    continue
-                if column.is_timestamp or column.type == "date":
-                    changed[column.name] = literal(column, i + 60, position)
-                    position += 1
-                elif column.name in table.primary_key or _KEYISH.search(column.name):
-                    continue
-                elif value.startswith("'") and not column.type.startswith(("uuid", "json")):
-                    changed[column.name] = value[:-1] + "_v2'"
-            batch.append(changed)
-        if batch:
-            try:
-                with session.savepoint():
-                    session.execute(f"DELETE FROM {table.qualified}")
-                    session.execute(insert_sql(table, batch))
-            except Rejected:
-                continue
-
-
 def _literal(value: object) -> str:
     if value is None:
         return "NULL"
@@ -310,22 +256,6 @@ def _literal(value: object) -> str:
     if isinstance(value, int | float):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
-
-
-def _one_current(session: Session, table: Table, key: list[str], current: str) -> str | None:
-    keys = ", ".join(key)
-    dupes = session.execute(f"SELECT {keys}, count(*) FROM {table.qualified} WHERE {current} "
-                            f"GROUP BY {keys} HAVING count(*) <> 1") or []
-    if dupes:
-        return (f"{table.name}: {len(dupes)} natural key(s) with {dupes[0][-1]} current rows "
-                "after the answer's SCD2 statements ran")
-    every = session.execute(f"SELECT count(DISTINCT ({keys})) FROM {table.qualified}") or [(0,)]
-    now = session.execute(f"SELECT count(DISTINCT ({keys})) FROM {table.qualified} "
-                          f"WHERE {current}") or [(0,)]
-    if now[0][0] != every[0][0]:
-        return (f"{table.name}: a natural key is left with no current row after the answer's "
-                "SCD2 statements ran")
-    return None
 
 
 def _facts_without_version(session: Session, catalog: Catalog,
