@@ -85,17 +85,20 @@ class Family:
     commands: tuple[str, ...]
     properties: tuple[str, ...]
     fn: FamilyFn
+    needs_sql: bool = True  # False: the family judges other code too (an Airflow DAG)
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def family(*commands: str, properties: tuple[str, ...]) -> Callable[[FamilyFn], FamilyFn]:
+def family(*commands: str, properties: tuple[str, ...], needs_sql: bool = True
+           ) -> Callable[[FamilyFn], FamilyFn]:
     """Register `fn` as the property family of `commands`; `properties` lists the ids it
-    reports (rubrics may name only these)."""
+    reports (rubrics may name only these). A family with `needs_sql=False` also runs on an
+    answer without SQL blocks."""
 
     def register(fn: FamilyFn) -> FamilyFn:
-        entry = Family(commands, properties, fn)
+        entry = Family(commands, properties, fn, needs_sql)
         for command in commands:
             if command in FAMILIES:
                 raise ValueError(f"command {command!r} has two property families")

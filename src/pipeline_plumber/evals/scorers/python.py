@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Literal
 
 from ..answers import Answer, CodeBlock
 from . import Context, Score, ScoreFn, scorer
@@ -113,9 +114,11 @@ def _big_returns(function: ast.FunctionDef) -> list[str]:
 
 
 @scorer("airflow3_dag")
-def airflow3_dag() -> ScoreFn:
+def airflow3_dag(*, aspects: list[Literal["api", "xcom"]] | None = None) -> ScoreFn:
     """The answer's Python defines a DAG on the Airflow 3 API: `airflow.sdk` imports, `schedule=`,
-    no removed imports or arguments, and no task returning a whole dataset through XCom.
+    no removed imports or arguments (aspect `api`), and no task returning a whole dataset
+    through XCom (aspect `xcom`). Both by default; a rubric whose DAG import is decided by
+    execution (`behaves` dag-imports) keeps only `xcom`.
 
     Passes: `from airflow.sdk import dag, task` ... `@dag(schedule="@daily", ...)` with tasks that
             return a path or a row count.
@@ -125,57 +128,69 @@ def airflow3_dag() -> ScoreFn:
             a task that ends `return df` after `df = pd.read_sql(...)`.
     """
 
+    wanted = set(aspects or ("api", "xcom"))
+
     def score(answer: Answer, ctx: Context) -> Score:
         parsed = _parsed(answer)
         if not parsed:
             return Score.fail("the answer has no fenced Python block with a DAG")
-        problems: list[str] = []
-        uses_sdk = defines_dag = False
-        for block, tree in parsed:
-            where = f"Python block {block.index}"
-            if isinstance(tree, SyntaxError):
-                problems.append(f"{where} does not parse: {tree.msg} at line {tree.lineno}")
-                continue
-            for module, line in _imports(tree):
-                if module == "airflow.sdk" or module.startswith("airflow.sdk."):
-                    uses_sdk = True
-                for old, new in {**_REMOVED_IMPORTS, **_MOVED_IMPORTS}.items():
-                    if module == old or module.startswith(old + "."):
-                        problems.append(f"{where} line {line} imports {module}, which Airflow 3 "
-                                        f"replaced with {new}")
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Call):
-                    callee = ast.unparse(node.func)
-                    if callee in ("dag", "DAG") or callee.endswith((".dag", ".DAG")):
-                        defines_dag = True
-                    for keyword in node.keywords:
-                        if keyword.arg in _REMOVED_KWARGS:
-                            problems.append(
-                                f"{where} line {node.lineno} passes {keyword.arg}=, removed in "
-                                f"Airflow 3; use {_REMOVED_KWARGS[keyword.arg]}"
-                            )
-                    if callee.endswith("xcom_push"):
-                        value = " ".join(ast.unparse(a) for a in [*node.args, *node.keywords])
-                        if _DATASET_CALLS.search(value):
-                            problems.append(f"{where} line {node.lineno} pushes a dataset to "
-                                            "XCom; pass a path or a key instead")
-                elif (isinstance(node, ast.FunctionDef) and any(
-                    ast.unparse(d).split("(")[0] in ("dag", "DAG") for d in node.decorator_list
-                )) or (isinstance(node, ast.With) and any(
-                    ast.unparse(item.context_expr).startswith("DAG(") for item in node.items
-                )):
-                    defines_dag = True
-            for function in _task_functions(tree):
-                for value in _big_returns(function):
-                    problems.append(f"{where} task {function.name}() returns {value}, a whole "
-                                    "dataset through XCom; write it to storage and return the "
-                                    "path or key")
-        if not defines_dag:
-            problems.append("no DAG is defined (no @dag function or DAG(...))")
-        if not uses_sdk:
-            problems.append("nothing is imported from airflow.sdk (Airflow 3's authoring API)")
+        found = _dag_problems(parsed)
+        problems = [text for aspect, text in found if aspect in wanted]
         if problems:
             return Score.fail("; ".join(problems))
+        if wanted == {"xcom"}:
+            return Score.ok("no task passes a whole dataset through XCom")
         return Score.ok("a DAG on the Airflow 3 API (airflow.sdk, schedule=, small XComs)")
 
     return score
+
+
+def _dag_problems(parsed: list[tuple[CodeBlock, ast.Module | SyntaxError]]
+                  ) -> list[tuple[str, str]]:
+    """(aspect, problem) for every way the DAG blocks miss the Airflow 3 API or XCom rules."""
+    problems: list[tuple[str, str]] = []
+    uses_sdk = defines_dag = False
+    for block, tree in parsed:
+        where = f"Python block {block.index}"
+        if isinstance(tree, SyntaxError):
+            problems.append(("api", f"{where} does not parse: {tree.msg} at line {tree.lineno}"))
+            continue
+        for module, line in _imports(tree):
+            if module == "airflow.sdk" or module.startswith("airflow.sdk."):
+                uses_sdk = True
+            for old, new in {**_REMOVED_IMPORTS, **_MOVED_IMPORTS}.items():
+                if module == old or module.startswith(old + "."):
+                    problems.append(("api", f"{where} line {line} imports {module}, which "
+                                     f"Airflow 3 replaced with {new}"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                callee = ast.unparse(node.func)
+                if callee in ("dag", "DAG") or callee.endswith((".dag", ".DAG")):
+                    defines_dag = True
+                for keyword in node.keywords:
+                    if keyword.arg in _REMOVED_KWARGS:
+                        problems.append(("api", f"{where} line {node.lineno} passes "
+                                         f"{keyword.arg}=, removed in Airflow 3; use "
+                                         f"{_REMOVED_KWARGS[keyword.arg]}"))
+                if callee.endswith("xcom_push"):
+                    value = " ".join(ast.unparse(a) for a in [*node.args, *node.keywords])
+                    if _DATASET_CALLS.search(value):
+                        problems.append(("xcom", f"{where} line {node.lineno} pushes a "
+                                         "dataset to XCom; pass a path or a key instead"))
+            elif (isinstance(node, ast.FunctionDef) and any(
+                ast.unparse(d).split("(")[0] in ("dag", "DAG") for d in node.decorator_list
+            )) or (isinstance(node, ast.With) and any(
+                ast.unparse(item.context_expr).startswith("DAG(") for item in node.items
+            )):
+                defines_dag = True
+        for function in _task_functions(tree):
+            for value in _big_returns(function):
+                problems.append(("xcom", f"{where} task {function.name}() returns {value}, a "
+                                     "whole dataset through XCom; write it to storage and "
+                                     "return the path or key"))
+    if not defines_dag:
+        problems.append(("api", "no DAG is defined (no @dag function or DAG(...))"))
+    if not uses_sdk:
+        problems.append(("api", "nothing is imported from airflow.sdk (Airflow 3's "
+                         "authoring API)"))
+    return problems
