@@ -49,11 +49,13 @@ def plumber(tmp: Path, api: FakeMessagesAPI, *args: str, key: str | None = CANAR
 
 def answers(api: FakeMessagesAPI) -> list[RecordedRequest]:
     """The requests for answers; the judge's votes go to the pinned judge model."""
-    return [r for r in api.message_requests() if r.body.get("model") != JUDGE_MODEL]
+    return [r for r in api.message_requests()  # a request cut by kill -9 may have no body
+            if not isinstance(r.body, dict) or r.body.get("model") != JUDGE_MODEL]
 
 
 def votes(api: FakeMessagesAPI) -> list[RecordedRequest]:
-    return [r for r in api.message_requests() if r.body.get("model") == JUDGE_MODEL]
+    return [r for r in api.message_requests()
+            if isinstance(r.body, dict) and r.body.get("model") == JUDGE_MODEL]
 
 
 def ok_lines(run: Path) -> list[dict[str, object]]:
