@@ -348,6 +348,11 @@ def _classify(raw: _Raw, dialect: str, created_anywhere: set[str], created_so_fa
                 return "load", statement, name, "overwrites the table", tree
             if _sources(tree.expression) - created_so_far:
                 return "load", statement, name, "creates a table from data it reads", tree
+        if kind == "VIEW" and isinstance(tree, exp.Create) and tree.expression is not None:
+            unknown = _sources(tree.expression) - created_so_far - {name}
+            if unknown:
+                return "example", statement, name, (
+                    f"reads {', '.join(sorted(unknown))}, which the answer never creates"), tree
         return "ddl", statement, name if kind != "INDEX" else target, "", tree
     if first == "DO":
         return "ddl", "DO", None, "", tree
