@@ -92,13 +92,15 @@ class Program:
                      if s.kind in wanted and (name is None or s.target == name))
 
 
-def build_program(answer: Answer, dialect: str, prompt: str = "") -> Program:
+def build_program(answer: Answer, dialect: str, prompt: str = "",
+                  given: tuple[str, ...] = ()) -> Program:
     """The answer's SQL as a Program for `dialect` (cached on the answer); statements quoted
-    from `prompt` and superseded by the answer's own are examples."""
-    key = ("program", dialect, hash(prompt))
+    from `prompt` and superseded by the answer's own are examples. `given` are a case's own
+    statements (the tables the prompt says exist), run first as part of the setup."""
+    key = ("program", dialect, hash(prompt), given)
     cached = answer.cache.get(key)
     if cached is None:
-        cached = _build(answer, dialect, prompt)
+        cached = _build(answer, dialect, prompt, given)
         answer.cache[key] = cached
     assert isinstance(cached, Program)
     return cached
@@ -396,14 +398,16 @@ def _without_strings(sql: str) -> str:
 # --- building -------------------------------------------------------------------------------------
 
 
-def _build(answer: Answer, dialect: str, prompt: str = "") -> Program:
+def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...] = ()
+           ) -> Program:
     from sqlglot.errors import TokenError
 
     engine: Engine | None = (
         "postgres" if dialect == "postgres" else "duckdb"
         if dialect == "duckdb" or dialect in WAREHOUSES else None)
     try:
-        raws = _raw_statements(answer, dialect)
+        raws = [_Raw(sql, "", f"the case's setup, statement {i}", "")
+                for i, sql in enumerate(given, start=1)] + _raw_statements(answer, dialect)
     except TokenError as err:
         return Program(dialect, engine, (), error=f"the SQL cannot be split into statements: "
                        f"{str(err).splitlines()[0]}")

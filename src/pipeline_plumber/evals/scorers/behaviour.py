@@ -1,10 +1,12 @@
-"""Behaviour: run the answer's SQL in a sandbox and probe what the schema does.
+"""Behaviour: run the answer's SQL in a sandbox and probe what the schema does (a blocker).
 
-The answer's SQL blocks are split into statements (sqlglot's tokenizer, so semicolons inside
-strings and dollar quotes are safe). DDL (CREATE, ALTER, COMMENT, DROP) runs first, in order;
-DML (INSERT, UPDATE, DELETE, MERGE, TRUNCATE, and WITH ... INSERT) is kept as the answer's load,
-which a probe runs with `run: answer-dml`. Queries, EXPLAIN, GRANT and transaction control are
-not run. Then every probe runs from that state, undone afterwards.
+The answer is read as a Program (`evals.execution.program`): its setup (DDL and seed rows, in
+the order the answer gives them) runs first, exactly as `executes` runs it; statements the
+answer shows as examples, or quotes from the prompt before rewriting, are reported and not run.
+A probe replays the answer's own statements with `run: answer-dml` (its loads),
+`run: answer-maintenance` (SCD2 closing, retention, backfill) or `run: answer-writes` (both,
+in the answer's order), optionally only those writing `into` one table. Every probe starts
+from the state the setup left, and is undone afterwards.
 
 Sandboxes (`pipeline_plumber.sandbox`, one deadline over everything an answer runs):
 - duckdb: an in-memory database per probe with external access disabled (no files, no network,
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +34,10 @@ from ...sandbox.duckdb import DUCKDB_CONFIG
 from ..answers import Answer
 from . import Context, Score, ScoreFn, scorer
 
+if TYPE_CHECKING:
+    from ..execution.program import Program
+    from ..execution.program import StepKind as ProgramKind
+
 
 class Step(BaseModel):
     """One step of a probe: a statement of the probe's own, or the answer's load."""
@@ -39,8 +45,11 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sql: str | None = Field(default=None, description="A statement to run.")
-    run: Literal["answer-dml"] | None = Field(
-        default=None, description="`answer-dml`: run the answer's INSERT/UPDATE/MERGE statements."
+    run: Literal["answer-dml", "answer-maintenance", "answer-writes"] | None = Field(
+        default=None, description="Replay the answer's own statements: `answer-dml` its loads "
+        "(INSERT..SELECT, upserts, MERGE, UPDATE, DELETE, overwrites), `answer-maintenance` "
+        "its maintenance (SCD2 closing, retention, backfill), `answer-writes` both, in the "
+        "answer's order."
     )
     into: str | None = Field(
         default=None,
@@ -57,7 +66,7 @@ class Step(BaseModel):
         if (self.sql is None) == (self.run is None):
             raise ValueError("a step has exactly one of 'sql' and 'run'")
         if self.run is not None and self.expect not in ("ok", "error"):
-            raise ValueError("'run: answer-dml' expects ok or error, not rows")
+            raise ValueError("'run' expects ok or error, not rows")
         return self
 
 
@@ -137,10 +146,17 @@ def answer_statements(answer: Answer, dialect: str) -> list[Statement]:
     return cached
 
 
-# --- engines --------------------------------------------------------------------------------------
-# The sandbox (pipeline_plumber.sandbox) owns the engines; its errors are re-exported here.
+# --- running probes -------------------------------------------------------------------------------
 
 __all__ = ["DUCKDB_CONFIG", "Broken", "Rejected", "sql_behaves"]
+
+_REPLAYED: dict[str, tuple[ProgramKind, ...]] = {
+    "answer-dml": ("load",), "answer-maintenance": ("maintenance",),
+    "answer-writes": ("load", "maintenance"),
+}
+_WHAT = {"answer-dml": "load (INSERT..SELECT, upsert, MERGE, UPDATE, DELETE)",
+         "answer-maintenance": "maintenance statement (SCD2 closing, retention, backfill)",
+         "answer-writes": "load or maintenance statement"}
 
 
 def _normal(value: Any) -> Any:
@@ -151,27 +167,47 @@ def _normal(value: Any) -> Any:
     return str(value)
 
 
-def _run_probe(session: SqlSession, probe: Probe, dml: list[Statement]) -> str | None:
+def _recover(session: SqlSession, kept: list[list[str]]) -> None:
+    """After a refused step, bring DuckDB back to where the probe was: its transaction is
+    aborted by any error (it has no savepoints), so start it again and replay the steps that
+    succeeded. PostgreSQL rolled back to the step's own savepoint already."""
+    if session.engine != "duckdb":
+        return
+    session.execute("ROLLBACK")
+    session.execute("BEGIN TRANSACTION")
+    for statements in kept:
+        for sql in statements:
+            session.execute(sql)
+
+
+def _run_probe(session: SqlSession, probe: Probe, program: Program) -> str | None:
     """None when the probe shows the behaviour, else what went wrong."""
+    kept: list[list[str]] = []
     for number, step in enumerate(probe.steps, start=1):
-        label = "the answer's load" if step.run else f"step {number}"
-        wanted = step.into.lower().split(".")[-1] if step.into else None
-        chosen = [s for s in dml if wanted is None or s.target == wanted]
-        statements = [s.sql for s in chosen] if step.run else [step.sql or ""]
-        if step.run and not chosen:
-            into = f" into {step.into}" if step.into else ""
-            return f"the answer has no INSERT, UPDATE or MERGE{into} to run"
+        label = "the answer's statements" if step.run else f"step {number}"
+        if step.run:
+            chosen = program.writes(step.into, kinds=_REPLAYED[step.run])
+            if not chosen:
+                into = f" into {step.into}" if step.into else ""
+                return f"the answer has no {_WHAT[step.run]}{into} to run"
+            statements = [s.sql for s in chosen]
+        else:
+            statements = [step.sql or ""]
+        more = number < len(probe.steps)
         try:
             with session.savepoint():
                 rows = None
                 for sql in statements:
                     rows = session.execute(sql)
         except Rejected as err:
+            if more:
+                _recover(session, kept)
             if step.expect == "error":
                 continue
             return f"{label} was rejected: {err}"
         except Broken as err:
             return f"{label} could not run: {err}"
+        kept.append(statements)
         if step.expect == "error":
             return f"{label} succeeded; the database should have rejected it"
         if isinstance(step.expect, list):
@@ -182,21 +218,20 @@ def _run_probe(session: SqlSession, probe: Probe, dml: list[Statement]) -> str |
     return None
 
 
-def _apply_ddl(session: SqlSession, ddl: list[Statement], engine: str) -> str | None:
-    for statement in ddl:
-        try:
-            session.execute(statement.sql)
-        except (Rejected, Broken) as err:
-            return f"{statement.where} fails on {engine}: {err}"
-    return None
+def _reported(items: list[str], limit: int = 3) -> str:
+    if not items:
+        return ""
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return "; reported: " + "; ".join(items[:limit]) + more
 
 
-@scorer("sql_behaves", version=2)
+@scorer("sql_behaves", version=3)
 def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None,
                 setup: list[str] | None = None) -> ScoreFn:
-    """Run the answer's DDL in a sandbox, then each probe; the score is the share that behave.
+    """Run the answer's setup in a sandbox, then each probe; every probe must behave (a
+    blocker: one that does not fails the answer whatever its score).
 
-    `setup` holds the case's own statements, run before the answer's DDL in the same database:
+    `setup` holds the case's own statements, run before the answer's in the same database:
     the tables a prompt says already exist, which an answer that only adds indexes or views
     rightly never creates.
 
@@ -208,63 +243,46 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
     """
 
     def score(answer: Answer, ctx: Context) -> Score:
+        from ..execution.program import WAREHOUSES, build_program
+        from ..execution.run import setup as run_setup
+
         given = engine or ctx.dialect or ""
         if given not in ("duckdb", "postgres"):
             return Score.fail(f"no sandbox runs {given or 'an unnamed dialect'}; set engine")
         name: Engine = "duckdb" if given == "duckdb" else "postgres"
-        from sqlglot.errors import TokenError
-
-        try:
-            statements = answer_statements(answer, name)
-        except TokenError as err:
-            return Score.fail(f"the answer's SQL cannot be split into statements: {err}")
-        ddl = [s for s in statements if s.kind == "ddl"]
-        dml = [s for s in statements if s.kind == "dml"]
-        if not ddl:
-            return Score.fail(f"the answer has no DDL to run on {name}")
-        given_setup = [Statement(sql, "ddl", f"the case's setup, statement {i}", name)
-                       for i, sql in enumerate(setup or [], start=1)]
+        dialect = ctx.dialect if ctx.dialect in WAREHOUSES and name == "duckdb" else name
+        program = build_program(answer, dialect, ctx.prompt, tuple(setup or ()))
+        if program.error:
+            return Score.fail(program.error, blocker=True)
+        if program.not_executed:
+            return Score.not_scored(f"not executed: {program.not_executed}")
+        if len(program.setup) <= len(setup or ()):
+            shown = [f"{s.where}: {s.statement} not run ({s.note})"
+                     for s in program.of_kind("example")]
+            return Score.fail(f"the answer has no DDL to run on {name}" + _reported(shown),
+                              blocker=True)
         try:
             with ctx.resources.answer_session(name) as session:
-                failures = _probe_all(session, given_setup, ddl, dml, probes)
+                execution = run_setup(session, program)
+                if not execution.ok:
+                    return Score.fail(execution.failures[0], blocker=True)
+                failures = []
+                for probe in probes:
+                    with session.savepoint(undo=True):
+                        failure = _run_probe(session, probe, program)
+                    if failure:
+                        failures.append(f"probe '{probe.name}': {failure}")
                 notes = session.notes
         except (TimedOut, Damaged) as err:
-            return Score.fail(str(err))
-        if isinstance(failures, str):
-            return Score.fail(failures)
+            return Score.fail(str(err), blocker=True)
         passed = len(probes) - len(failures)
         value = passed / len(probes) if probes else 1.0
         if failures:
             return Score.fail("; ".join(failures) + f" ({passed}/{len(probes)} probes behave)",
-                              value)
+                              value, blocker=True)
         noted = "".join(f" ({note})" for note in dict.fromkeys(notes))
-        return Score.ok(f"{len(ddl)} DDL statement(s) ran on {name}{noted}; all {len(probes)} "
-                        "probe(s) behave: " + "; ".join(p.name for p in probes))
+        return Score.ok(f"{execution.ran} setup statement(s) ran on {name}{noted}; all "
+                        f"{len(probes)} probe(s) behave: " + "; ".join(p.name for p in probes)
+                        + _reported(execution.reported))
 
     return score
-
-
-def _probe_all(session: SqlSession, setup: list[Statement], ddl: list[Statement],
-               dml: list[Statement], probes: list[Probe]) -> list[str] | str:
-    """What each failing probe shows, or why the setup or the DDL could not run (a string).
-
-    PostgreSQL: the DDL once, each probe in a transaction rolled back at its end. DuckDB has no
-    savepoints for the probe's own steps to nest in, so each probe starts from an empty
-    database and the DDL again.
-    """
-    failures: list[str] = []
-    for number, probe in enumerate(probes):
-        if number == 0 or session.engine == "duckdb":
-            if number:
-                session.reset()
-            problem = _apply_ddl(session, setup + ddl, session.engine)
-            if problem:
-                return problem
-        if session.engine == "duckdb":
-            failure = _run_probe(session, probe, dml)
-        else:
-            with session.savepoint(undo=True):
-                failure = _run_probe(session, probe, dml)
-        if failure:
-            failures.append(f"probe '{probe.name}': {failure}")
-    return failures
