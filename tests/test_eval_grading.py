@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from evals_support import EVALS, KB
@@ -185,3 +186,35 @@ CREATE TABLE orders (order_id bigint, placed_at timestamptz NOT NULL,
     assert [s.kind for s in build_program(answer, "postgres").steps] == ["ddl", "ddl"]
     kept = Answer(answer.text.split("Fixed:")[0], "file")
     assert [s.kind for s in build_program(kept, "postgres", prompt).steps] == ["ddl"]
+
+
+FAILING_EXECUTION = {
+    "executes": ({}, "```sql\nCREATE TABLE fact (d INT REFERENCES dim_date (d));\n"
+                     "CREATE TABLE dim_date (d INT PRIMARY KEY);\n```\n"),
+    "behaves": ({"properties": ["exact-money"]},
+                "```sql\nCREATE TABLE orders (order_id INT PRIMARY KEY, total DOUBLE);\n```\n"),
+    "sql_behaves": ({"probes": [{"name": "a NULL total is refused", "steps": [
+        {"sql": "INSERT INTO orders VALUES (1, NULL)", "expect": "error"}]}]},
+        "```sql\nCREATE TABLE orders (order_id INT PRIMARY KEY, total DECIMAL(12, 2));\n```\n"),
+}
+
+
+@pytest.mark.parametrize("scorer", sorted(FAILING_EXECUTION))
+def test_no_keyword_outweighs_a_failed_execution_check(scorer: str) -> None:
+    from pipeline_plumber.evals.answers import Answer
+    from pipeline_plumber.evals.scorers import Context, Resources
+    from pipeline_plumber.evals.scoring import combine, run_check
+
+    args, text = FAILING_EXECUTION[scorer]
+    answer = Answer(text + "\nIdempotent, exact money, keys everywhere: a reviewed schema.\n",
+                    "file")
+    keyword = _check("concept", {"concepts": ["idempotent"]})
+    heavy = type(keyword)("words", "concept", keyword.args, 1000.0, "case", keyword.fn)
+    with Resources() as resources:
+        ctx = Context(dialect="duckdb", command="schema", resources=resources)
+        executed = run_check(_check(scorer, args), answer, ctx)
+        worded = run_check(heavy, answer, ctx)
+    assert executed.status == "fail" and executed.blocks, executed.explanation
+    assert worded.status == "pass"
+    score, status = combine((executed, worded), threshold=0.5)
+    assert score is not None and score > 0.99 and status == "fail"
