@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from pipeline_plumber.evals.answers import Answer
-from pipeline_plumber.evals.execution.catalog import read_catalog
+from pipeline_plumber.evals.execution.catalog import Catalog, Table, read_catalog
 from pipeline_plumber.evals.execution.engine import Rejected, open_session
 from pipeline_plumber.evals.execution.program import build_program
 from pipeline_plumber.evals.execution.properties import known_properties, run_family
@@ -99,6 +100,57 @@ def test_catalog_synth_and_setup_on_both_engines(engine: str, resources: Resourc
             with pytest.raises(Rejected):
                 session.execute(insert_sql(subs, [duplicate]))
         assert read_catalog(session).tables.keys() == catalog.tables.keys()
+
+
+SHARED_NAME = """\
+```sql
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE TABLE staging.contacts (contact_id BIGINT, email TEXT, modified_at TIMESTAMPTZ);
+CREATE TABLE contacts (contact_id BIGINT PRIMARY KEY, email TEXT NOT NULL,
+    modified_at TIMESTAMPTZ NOT NULL);
+```
+
+Each run:
+
+```sql
+INSERT INTO contacts SELECT contact_id, email, modified_at FROM staging.contacts
+ON CONFLICT (contact_id) DO UPDATE SET email = excluded.email, modified_at = excluded.modified_at;
+```
+"""
+
+
+@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+def test_tables_of_one_name_in_two_schemas_stay_two(engine: str, resources: Resources) -> None:
+    program = build_program(Answer(SHARED_NAME, "file"), engine)
+    load = program.writes("public.contacts", kinds=("load",))[0]
+    assert load.target == "contacts"
+    assert program.tables_in(load) == {"contacts", "staging.contacts"}
+    assert program.created == {"staging", "staging.contacts", "contacts"}
+    with open_session(resources, engine) as session:  # type: ignore[arg-type]
+        catalog = setup(session, program).catalog
+        assert set(catalog.tables) == {"contacts", "staging.contacts"}
+        landing, target = catalog.table("staging.contacts"), catalog.table("contacts")
+        assert landing is not None and target is not None
+        assert landing.qualified == "staging.contacts" and landing.primary_key == ()
+        assert target.qualified == "contacts" and target.primary_key == ("contact_id",)
+        assert catalog.table_in("staging", "contacts") is landing
+        assert catalog.table("main.contacts") is target is catalog.table("public.contacts")
+        with session.savepoint(undo=True):
+            stored = populate(session, catalog, 2)
+            assert len(stored["staging.contacts"]) == len(stored["contacts"]) == 2
+    ctx = Context(dialect=engine, command="etl", resources=resources)
+    result = run_family(Answer(SHARED_NAME, "file"), "etl", ctx, engine)
+    change = result.finding("change-applied")
+    assert change is not None and change.status == "pass", result
+
+
+def test_a_bare_name_in_two_other_schemas_resolves_only_by_preference() -> None:
+    raw, clean = (Table(schema, "orders", (), relation="orders") for schema in ("raw", "clean"))
+    catalog = Catalog("postgres", {"raw.orders": replace(raw, name="raw.orders"),
+                                   "clean.orders": replace(clean, name="clean.orders")})
+    assert catalog.table("orders") is None
+    found = catalog.table("orders", prefer="clean.orders_daily")
+    assert found is not None and found.qualified == "clean.orders"
 
 
 def test_setup_stops_at_the_first_refusal_in_the_engines_words(resources: Resources) -> None:

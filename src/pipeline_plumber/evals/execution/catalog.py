@@ -3,12 +3,17 @@
 Probes take every name from here, never from the answer's text or the case: a correct answer
 that calls its date column `calendar_date` must pass. PostgreSQL is read from pg_catalog,
 DuckDB from duckdb_tables()/duckdb_columns()/duckdb_constraints()/duckdb_indexes().
+
+Tables are keyed by name: the table's own name, qualified by its schema only where another schema
+holds a table of the same name (`staging.crm_contacts` beside `crm_contacts`); the one in the
+default schema (public, main) keeps the bare name, as an unqualified reference in SQL means it.
+`program.Step.target` names tables the same way.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .engine import Engine, Session
 
@@ -46,10 +51,13 @@ class Column:
         return self.type in ("double precision", "real", "double", "float", "float4", "float8")
 
 
+DEFAULT_SCHEMAS = ("public", "main")
+
+
 @dataclass(frozen=True)
 class ForeignKey:
     columns: tuple[str, ...]
-    table: str  # the referenced table (unqualified)
+    table: str  # the referenced table's name in the catalog (see `Table.name`)
     ref_columns: tuple[str, ...]
 
 
@@ -85,6 +93,10 @@ class Partitioning:
 
 @dataclass(frozen=True)
 class Table:
+    """One table. `name` is its key in the catalog: the engine's name of the table, qualified
+    (`staging.crm_contacts`) only where another schema holds a table of the same name;
+    `relation` is always the engine's bare name."""
+
     schema: str
     name: str
     columns: tuple[Column, ...]
@@ -94,12 +106,22 @@ class Table:
     checks: tuple[str, ...] = ()
     indexes: tuple[Index, ...] = ()
     partitioning: Partitioning | None = None
+    relation: str = ""  # the engine's bare name; defaults to `name`
+
+    def __post_init__(self) -> None:
+        if not self.relation:
+            object.__setattr__(self, "relation", self.name.split(".")[-1])
 
     @property
     def qualified(self) -> str:
         """The name to use in SQL, quoted where needed."""
-        name = quote(self.name)
-        return name if self.schema in ("public", "main") else f"{quote(self.schema)}.{name}"
+        name = quote(self.relation)
+        return name if self.schema in DEFAULT_SCHEMAS else f"{quote(self.schema)}.{name}"
+
+    @property
+    def schema_name(self) -> str:
+        """`schema.relation`, always qualified: unique in the database."""
+        return f"{self.schema.lower()}.{self.relation.lower()}"
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -108,10 +130,37 @@ class Table:
 @dataclass(frozen=True)
 class Catalog:
     engine: Engine
-    tables: dict[str, Table] = field(default_factory=dict)  # unqualified name -> table
+    tables: dict[str, Table] = field(default_factory=dict)  # Table.name -> table
 
-    def table(self, name: str) -> Table | None:
-        return self.tables.get(name.lower().split(".")[-1])
+    def table(self, name: str, prefer: str | None = None) -> Table | None:
+        """The table `name` means: its catalog key, `schema.table`, or a bare name. A bare name
+        shared by several schemas means the one in the default schema, else the one in the
+        schema of `prefer` (a qualified name, e.g. the table a statement targets), else none
+        (ambiguous)."""
+        wanted = name.lower().replace('"', "")
+        found = self.tables.get(wanted)
+        if found is not None:
+            return found
+        schema, _, relation = wanted.rpartition(".")
+        if schema:
+            return self.table_in(schema.split(".")[-1], relation)
+        same = [t for t in self.tables.values() if t.relation.lower() == relation]
+        if len(same) == 1:
+            return same[0]
+        default = [t for t in same if t.schema.lower() in DEFAULT_SCHEMAS]
+        if default:
+            return default[0]
+        preferred = (prefer or "").lower().rpartition(".")[0]
+        return next((t for t in same if t.schema.lower() == preferred), None)
+
+    def table_in(self, schema: str, name: str) -> Table | None:
+        """The table `name` of `schema` (the default schema: public or main, either)."""
+        schema, name = schema.lower(), name.lower()
+        if schema in DEFAULT_SCHEMAS:
+            return next((t for t in self.tables.values() if t.relation.lower() == name and
+                         t.schema.lower() in DEFAULT_SCHEMAS), None)
+        return next((t for t in self.tables.values() if t.schema_name == f"{schema}.{name}"),
+                    None)
 
     def money_columns(self) -> list[tuple[Table, Column]]:
         """Columns whose name says money (amount, price, total, ..._usd) and whose type is
@@ -149,7 +198,7 @@ class Catalog:
             if table.name in seen or table.name in path:
                 return
             for fk in table.foreign_keys:
-                parent = self.tables.get(fk.table)
+                parent = self.tables.get(fk.table.lower())
                 if parent is not None and parent.name != table.name:
                     visit(parent, path | {table.name})
             seen.add(table.name)
@@ -193,11 +242,12 @@ _PG_CONSTRAINTS = """
 SELECT con.conrelid, con.contype,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
-       fc.relname,
+       fn.nspname || '.' || fc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
        pg_get_constraintdef(con.oid)
 FROM pg_constraint con LEFT JOIN pg_class fc ON fc.oid = con.confrelid
+     LEFT JOIN pg_namespace fn ON fn.oid = fc.relnamespace
 WHERE con.conrelid = ANY(%s) AND con.contype IN ('p', 'u', 'f', 'c')
 ORDER BY con.conrelid, con.conname"""
 _PG_INDEXES = """
@@ -259,15 +309,15 @@ def _postgres(session: Session) -> Catalog:
         partitioning[oid] = Partitioning(_STRATEGY.get(str(strategy), str(strategy)),
                                          tuple(str(c) for c in (cols or [])),  # type: ignore[attr-defined]
                                          tuple(parts.get(oid, [])))
-    tables: dict[str, Table] = {}
+    tables: list[Table] = []
     for oid, schema, name, _kind in ((int(str(r[0])), str(r[1]), str(r[2]), r[3]) for r in found):
         entry = keys.get(oid, {"p": [], "u": [], "f": [], "c": []})
         primary = entry["p"][0] if entry["p"] else ()
-        tables.setdefault(name, Table(
+        tables.append(Table(
             schema, name, tuple(columns.get(oid, [])), primary,  # type: ignore[arg-type]
             tuple(entry["u"]), tuple(entry["f"]), tuple(entry["c"]),  # type: ignore[arg-type]
             tuple(indexes.get(oid, [])), partitioning.get(oid)))
-    return Catalog("postgres", tables)
+    return Catalog("postgres", _keyed(tables))
 
 
 # --- DuckDB ---------------------------------------------------------------------------------------
@@ -311,7 +361,8 @@ def _duckdb(session: Session) -> Catalog:
         elif kind == "UNIQUE":
             entry["u"].append(names_)
         elif kind == "FOREIGN KEY":
-            entry["f"].append(ForeignKey(names_, str(ref).lower(),
+            # DuckDB names no schema for the referenced table: the referencing one's first
+            entry["f"].append(ForeignKey(names_, f"{schema}.{str(ref).lower()}",
                                          tuple(str(c) for c in ref_cols or [])))
         elif kind == "CHECK":
             entry["c"].append(str(text))
@@ -320,15 +371,47 @@ def _duckdb(session: Session) -> Catalog:
         cols = tuple(c.strip() for c in str(exprs or "").strip("[]").split(",") if c.strip())
         indexes.setdefault((str(schema), str(table)), []).append(
             Index(str(name), cols, bool(unique), bool(primary)))
-    tables: dict[str, Table] = {}
+    tables: list[Table] = []
     for schema, name in names:
         entry = keys.get((schema, name), {"p": [], "u": [], "f": [], "c": []})
         primary = entry["p"][0] if entry["p"] else ()
-        tables.setdefault(name.lower(), Table(
+        tables.append(Table(
             schema, name, tuple(columns.get((schema, name), [])), primary,  # type: ignore[arg-type]
             tuple(entry["u"]), tuple(entry["f"]), tuple(entry["c"]),  # type: ignore[arg-type]
             tuple(indexes.get((schema, name), []))))
-    return Catalog("duckdb", tables)
+    return Catalog("duckdb", _keyed(tables))
+
+
+def _keyed(tables: list[Table]) -> dict[str, Table]:
+    """`tables` (named `schema.relation` nowhere yet) keyed and named as the Catalog says:
+    bare names, qualified where two schemas share one (the default schema's keeps it bare);
+    foreign keys (given as `schema.relation`) renamed to match."""
+    by_relation: dict[str, list[Table]] = {}
+    for table in tables:
+        by_relation.setdefault(table.relation.lower(), []).append(table)
+
+    def key(table: Table) -> str:
+        shared = len(by_relation[table.relation.lower()]) > 1
+        return f"{table.schema.lower()}.{table.relation}" if shared and \
+            table.schema.lower() not in DEFAULT_SCHEMAS else table.relation
+
+    names = {t.schema_name: key(t) for t in tables}
+
+    def referenced(qualified: str) -> str:
+        if qualified.lower() in names:
+            return names[qualified.lower()]
+        relation = qualified.lower().rpartition(".")[2]
+        same = [names[t.schema_name] for t in by_relation.get(relation, [])]
+        return same[0] if len(same) == 1 else relation
+
+    out: dict[str, Table] = {}
+    for table in tables:
+        fks = tuple(ForeignKey(fk.columns, referenced(fk.table), fk.ref_columns)
+                    for fk in table.foreign_keys)
+        name = key(table)
+        out.setdefault(name.lower(), replace(table, name=name, relation=table.relation,
+                                             foreign_keys=fks))
+    return out
 
 
 def _duck_type(typ: str) -> str:

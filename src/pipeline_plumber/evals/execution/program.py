@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from ..answers import Answer
 from ..scorers.sql import without_jinja
+from .catalog import DEFAULT_SCHEMAS
 from .engine import Engine
 
 StepKind = Literal["ddl", "seed", "load", "maintenance", "query", "example", "skip"]
@@ -49,7 +50,9 @@ class Step:
     original: str
     where: str  # "SQL block 2 (line 14), statement 3"
     statement: str  # "CREATE TABLE", "INSERT", "MERGE", ...
-    target: str | None  # the table (or object) it creates or writes, unqualified, lower case
+    target: str | None  # the table (or object) it creates or writes, lower case, named as
+    # the catalog names it: bare, or `schema.table` where the answer creates that name in two
+    # schemas and this one is outside the default schema
     note: str = ""  # why it is an example, skipped or maintenance
     tree: Any = field(default=None, compare=False, repr=False)  # sqlglot tree, answer's dialect
 
@@ -64,6 +67,7 @@ class Program:
     not_executed: str | None = None  # "<feature> has no DuckDB equivalent"
     error: str | None = None  # the SQL could not be split into statements
     notes: tuple[str, ...] = ()
+    shared: frozenset[str] = frozenset()  # table names the answer creates in two schemas
 
     @property
     def runnable(self) -> bool:
@@ -85,11 +89,30 @@ class Program:
     def writes(self, table: str | None = None,
                kinds: Iterable[StepKind] = ("load", "maintenance")) -> tuple[Step, ...]:
         """The statements of `kinds` (in the answer's order) that write into `table` (any table
-        when None); `table` is matched unqualified and case-insensitively."""
+        when None); `table` is matched case-insensitively, bare or schema-qualified."""
         wanted = set(kinds)
-        name = table.lower().split(".")[-1] if table else None
+        name = self.name(table) if table else None
         return tuple(s for s in self.steps
                      if s.kind in wanted and (name is None or s.target == name))
+
+    def name(self, table: str) -> str:
+        """`table` (bare or `schema.table`) named as steps and the catalog name it."""
+        schema, _, bare = table.lower().replace('"', "").rpartition(".")
+        schema = schema.split(".")[-1]
+        if schema and schema not in DEFAULT_SCHEMAS and bare in self.shared:
+            return f"{schema}.{bare}"
+        return bare
+
+    def tables_in(self, step: Step) -> frozenset[str]:
+        """The tables `step` reads or writes (CTE names excluded), named as the catalog names
+        them: `staging.crm_contacts` and `crm_contacts` stay two tables."""
+        from sqlglot import exp
+
+        if step.tree is None:
+            return frozenset()
+        ctes = {str(c.alias).lower() for c in step.tree.find_all(exp.CTE)}
+        return frozenset(_key(t, self.shared) for t in step.tree.find_all(exp.Table)
+                         if t.name and (t.db or str(t.name).lower() not in ctes))
 
 
 def build_program(answer: Answer, dialect: str, prompt: str = "",
@@ -230,26 +253,63 @@ def _table_name(node: Any) -> str | None:
 
 def _target(tree: Any) -> str | None:
     """The table a statement creates, alters or writes (unqualified, lower case)."""
+    return _table_name(_target_node(tree))
+
+
+def _target_node(tree: Any) -> Any:
+    """The node naming the table a statement creates, alters or writes."""
     from sqlglot import exp
 
-    if tree is None:
+    if not isinstance(tree, exp.Create | exp.Insert | exp.Update | exp.Delete | exp.Merge |
+                      exp.Alter | exp.Comment | exp.Drop | exp.TruncateTable):
         return None
-    if isinstance(tree, exp.Create | exp.Insert | exp.Update | exp.Delete | exp.Merge |
-                  exp.Alter | exp.Comment | exp.Drop | exp.TruncateTable):
-        this = tree.this
-        if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "INDEX":
-            table = tree.this.args.get("table") if tree.this is not None else None
-            return _table_name(table) if table is not None else None
-        if isinstance(tree, exp.TruncateTable):
-            exprs = tree.expressions
-            return _table_name(exprs[0]) if exprs else None
-        if isinstance(tree, exp.Drop) and this is None:
-            tables = tree.args.get("tables") or []
-            return _table_name(tables[0]) if tables else None
-        if isinstance(this, exp.Schema):
-            this = this.this
-        return _table_name(this)
-    return None
+    this = tree.this
+    if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "INDEX":
+        return tree.this.args.get("table") if tree.this is not None else None
+    if isinstance(tree, exp.TruncateTable):
+        return tree.expressions[0] if tree.expressions else None
+    if isinstance(tree, exp.Drop) and this is None:
+        tables = tree.args.get("tables") or []
+        return tables[0] if tables else None
+    return this.this if isinstance(this, exp.Schema) else this
+
+
+def _key(table: Any, shared: frozenset[str]) -> str:
+    """A table reference named as the catalog names it (see `Step.target`)."""
+    name = str(table.name).lower()
+    schema = str(table.db).lower() if table.db else ""
+    return f"{schema}.{name}" if name in shared and schema and \
+        schema not in DEFAULT_SCHEMAS else name
+
+
+def _shared_names(trees: list[Any]) -> frozenset[str]:
+    """Names of the tables and views the answer creates in more than one schema."""
+    from sqlglot import exp
+
+    schemas: dict[str, set[str]] = {}
+    for tree in trees:
+        if not isinstance(tree, exp.Create) or str(tree.args.get("kind") or "").upper() not in (
+                "TABLE", "VIEW"):
+            continue
+        table = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if isinstance(table, exp.Table) and table.name:
+            schema = str(table.db).lower() if table.db else ""
+            schemas.setdefault(str(table.name).lower(), set()).add(
+                "" if schema in DEFAULT_SCHEMAS else schema)
+    return frozenset(name for name, found in schemas.items() if len(found) > 1)
+
+
+def _qualified_target(step: Step, shared: frozenset[str]) -> Step:
+    """`step` with its target named as the catalog names it, where the name is shared."""
+    from dataclasses import replace
+
+    from sqlglot import exp
+
+    if step.target not in shared:
+        return step
+    node = _target_node(step.tree)
+    table = node if isinstance(node, exp.Table) else node.find(exp.Table) if node else None
+    return replace(step, target=_key(table, shared)) if table is not None else step
 
 
 def _created_name(tree: Any) -> str | None:
@@ -433,7 +493,9 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
                                                                 created_anywhere, created_so_far)
                 steps.append(Step(len(steps), kind, body, body, inner.where, statement, target,
                                   note, tree))
-    program = Program(dialect, engine, _without_quotes(steps, raws, prompt))
+    shared = _shared_names(trees)
+    steps = [_qualified_target(step, shared) for step in steps]
+    program = Program(dialect, engine, _without_quotes(steps, raws, prompt), shared=shared)
     if dialect in WAREHOUSES:
         from .transpile import to_duckdb
 
@@ -501,4 +563,4 @@ def _with_schemas(program: Program) -> Program:
     notes = program.notes + tuple(f"created schema {name}, which the answer assumes exists"
                                   for name in needed)
     return Program(program.dialect, program.engine, steps, program.not_executed, program.error,
-                   notes)
+                   notes, program.shared)

@@ -100,23 +100,13 @@ def _fresh(probe: ProbeInput) -> Iterator[Session]:
 # --- the flow -------------------------------------------------------------------------------------
 
 
-def _reads(step: Step) -> set[str]:
-    """The tables a statement reads or writes (CTE names excluded)."""
-    from sqlglot import exp
-
-    if step.tree is None:
-        return set()
-    ctes = {str(c.alias).lower() for c in step.tree.find_all(exp.CTE)}
-    return {str(t.name).lower() for t in step.tree.find_all(exp.Table) if t.name} - ctes
-
-
 def find_flow(program: Program, catalog: Catalog, prose: str) -> Flow | str:
     """The answer's flow, or why there is none to probe."""
     loads = [s for s in program.of_kind("load") if s.target]
     if not loads:
         return "the answer has no load statement"
     written = {s.target for s in loads if s.statement not in ("DELETE", "TRUNCATE")}
-    read_by = {s.index: _reads(s) - {s.target} for s in loads}
+    read_by = {s.index: set(program.tables_in(s)) - {s.target} for s in loads}
     read_anywhere = set().union(*read_by.values())
     candidates = [t for t in written if t and not _BOOKKEEPING.search(t)
                   and catalog.table(t) is not None]
