@@ -1,10 +1,10 @@
 """How close `plumber eval run --live` comes to the ideal time, against a fake API at 200 ms.
 
-Starts `python -m pipeline_plumber.fake_api --latency 0.2` in its own process, writes an eval
-folder of N free-prompt cases with one `contains` check each (plus the repository's rubrics),
-and runs `plumber eval run --live` as a user would, a fresh process each time, at -j 1, 8 and
-32; medians of R runs. Every run is fresh (`--fresh`, a new run folder), so every case is a
-request.
+Starts the tests' fake API (`python -m support.fake_api --latency 0.2`, from tests/) in its own
+process, writes an eval folder of N free-prompt cases with one `contains` check each (plus the
+repository's rubrics), and runs `plumber eval run --live` as a user would, a fresh process each
+time, at -j 1, 8 and 32; medians of R runs. Every run is fresh (`--fresh`, a new run folder), so
+every case is a request.
 
 - wall: the whole process, start-up included;
 - start-up: a run of 1 case, minus one request's latency (interpreter, imports, build, load);
@@ -67,9 +67,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 8, 32])
     args = parser.parse_args()
 
-    server = subprocess.Popen([sys.executable, "-m", "pipeline_plumber.fake_api", "--latency",
+    # The fake API is test support, not shipped: started from tests/, where it lives.
+    server = subprocess.Popen([sys.executable, "-m", "support.fake_api", "--latency",
                                str(args.latency), "--reply", "hello from the fake"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, cwd=REPO / "tests")
     try:
         assert server.stdout is not None
         base_url = server.stdout.readline().strip()

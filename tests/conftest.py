@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
+from support.fake_api import FakeMessagesAPI, RecordedRequest
 
 REPO = Path(__file__).resolve().parents[1]
 CLAUDE_BIN = REPO / ".tools" / "claude" / "node_modules" / ".bin" / "claude"

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from conftest import FAKE_REPLY, run_claude
-from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
+from support.fake_api import FakeMessagesAPI, RecordedRequest
 
 AGENT_BODY = "You are the probe agent. Answer every probe with one short line."
 AGENT_FILE = f"""---

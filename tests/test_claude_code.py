@@ -21,8 +21,8 @@ import pytest
 from conftest import FAKE_REPLY, claude_env, run_claude
 from install_support import AGENT, COMMANDS, REPO, plumber_in
 from pipeline_plumber import frontmatter
-from pipeline_plumber.fake_api import FakeMessagesAPI, RecordedRequest
 from pipeline_plumber.kb import load_kb
+from support.fake_api import FakeMessagesAPI, RecordedRequest
 
 PROMPT = "/de:schema orders for a web shop"
 AGENTS_HEADER = "Available agent types for the Agent tool:"

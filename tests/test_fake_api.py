@@ -7,13 +7,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx2
 import pytest
 
-from pipeline_plumber.fake_api import DEFAULT_REPLY, FakeMessagesAPI, Fault, Reply
+from support.fake_api import DEFAULT_REPLY, FakeMessagesAPI, Fault, Reply
 
 MODEL = "claude-test-model"
 SECRET = "sk-ant-secret-value-123"
@@ -318,9 +319,10 @@ def test_reset_forgets_records_and_script(fake_api: FakeMessagesAPI) -> None:
 
 def test_standalone_server_prints_its_url() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_plumber.fake_api", "--port", "0", "--latency", "0.05"],
+        [sys.executable, "-m", "support.fake_api", "--port", "0", "--latency", "0.05"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=Path(__file__).resolve().parent,
     )
     try:
         assert proc.stdout is not None

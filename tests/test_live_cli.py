@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
-from pipeline_plumber.fake_api import FakeMessagesAPI, Fault, RecordedRequest
 from pipeline_plumber.live.compare import compare, fisher_one_sided
 from pipeline_plumber.live.store import read_jsonl
+from support.fake_api import FakeMessagesAPI, Fault, RecordedRequest
 
 REPO = Path(__file__).resolve().parents[1]
 CANARY = "sk-ant-canary-9f8e7d6c5b4a39281706"

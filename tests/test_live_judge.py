@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
-from pipeline_plumber.fake_api import FakeMessagesAPI
+from support.fake_api import FakeMessagesAPI
 from test_live_cli import CASES, REPO, answers, plumber, votes
 
 

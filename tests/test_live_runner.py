@@ -12,7 +12,6 @@ import pytest
 
 from pipeline_plumber.build import build_pack
 from pipeline_plumber.errors import InputError
-from pipeline_plumber.fake_api import FakeMessagesAPI, Fault
 from pipeline_plumber.live.prices import load_prices
 from pipeline_plumber.live.request import (
     CaseInput,
@@ -33,6 +32,7 @@ from pipeline_plumber.live.runner import (
 )
 from pipeline_plumber.live.store import AnswerStore, RunFolder
 from pipeline_plumber.paths import package_data
+from support.fake_api import FakeMessagesAPI, Fault
 
 KEY = "sk-ant-test-runner-key-0000"
 MODEL = "claude-sonnet-5"

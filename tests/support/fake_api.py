@@ -11,7 +11,7 @@ instead of queueing. Every request is recorded, with credentials redacted, for t
         ...
         api.requests()[0].body["system"]
 
-Standalone: `python -m pipeline_plumber.fake_api --port 8765 --latency 0.2`.
+Standalone, from tests/: `python -m support.fake_api --port 8765 --latency 0.2`.
 """
 
 from __future__ import annotations
@@ -916,7 +916,7 @@ class _Handler(BaseHTTPRequestHandler):
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until killed; print the base URL on one line so a caller can read it."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline_plumber.fake_api", description="Serve a fake Messages API."
+        prog="python -m support.fake_api", description="Serve a fake Messages API."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
