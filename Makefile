@@ -47,5 +47,5 @@ verify-machine-pg: setup
 	fi
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/mypy src
