@@ -12,10 +12,11 @@ execution decides (the answer's load is idempotent, its money is exact) is grade
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Literal
 
 from ..answers import Answer
-from . import Context, Score, ScoreFn, scorer
+from . import REGISTRY, Context, Score, ScoreFn, scorer
 
 Where = Literal["all", "prose", "code"]
 
@@ -42,7 +43,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "deduplicate": (r"de-?dup", r"duplicates?", r"DISTINCT ON", r"ROW_NUMBER\(", r"QUALIFY",
                     r"(latest|last|newest) (row|version|change|record) per",
                     r"one row per (key|id)"),
-    "staging": (r"stag(e|ing)", r"landing (table|zone|area)", r"_candidate\b",
+    "staging": (r"stag(e|ing)", r"landing (table|zone|area)", r"\w+_candidate\b",
                 r"candidate table", r"scratch table", r"temp(orary)? table", r"swap",
                 r"shadow table", r"build (it )?(aside|next to)"),
     "late-arriving": (r"late[- ]arriv", r"arriv\w* late", r"out[- ]of[- ]order",
@@ -245,3 +246,14 @@ def concept(
 def _plain(patterns: tuple[str, ...]) -> list[str]:
     """Patterns shown as words in explanations: `re-?process` reads `reprocess`."""
     return [re.sub(r"\\b|\(.*?\)|[?\\^$*+]", "", p).replace("-", "") for p in patterns]
+
+
+def _concept_table() -> str:
+    """The synonym sets, for `plumber eval scorers concept`."""
+    return "\n".join(f"  {name}: /{' | '.join(patterns)}/"
+                     for name, patterns in sorted(CONCEPTS.items()))
+
+
+REGISTRY["concept"] = replace(REGISTRY["concept"], doc=REGISTRY["concept"].doc
+                              + "\n\nConcepts (regular expressions, case-insensitive, each "
+                              "matched from the start of a word):\n" + _concept_table())
