@@ -1,4 +1,8 @@
-"""One error family: library code raises these, only the CLI prints them and picks the exit code."""
+"""One error family: library code raises these, only the CLI prints them and picks the exit code.
+
+Every exit code lives here, and a command reaches each one the same way: by raising the error
+that carries it. The CLI boundary (`cli/__init__.py`) prints the error's problems, one per line,
+and exits with its `exit_code`; no command calls `sys.exit`."""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ from dataclasses import dataclass
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BUDGET_STOPPED = 3
+"""A live run's `--max-usd` stopped the sending; what was not sent gives no verdict."""
+EXIT_INTERRUPTED = 130
+"""Ctrl-C, as a shell reports a process ended by SIGINT."""
 ERROR_PREFIX = "error: "
 """How every error line the CLI prints begins, click's usage errors included."""
 
@@ -34,7 +42,7 @@ class PlumberError(Exception):
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, problems: Iterable[Problem] | str) -> None:
+    def __init__(self, problems: Iterable[Problem] | str = ()) -> None:
         if isinstance(problems, str):
             problems = [Problem(problems)]
         self.problems: list[Problem] = list(problems)
@@ -46,9 +54,23 @@ class InputError(PlumberError):
 
 
 class CheckFailed(PlumberError):
-    """The tool ran and the work falls short (stale build, lint finding, failed example): exit 1."""
+    """The tool ran and the work falls short (stale build, lint finding, failed example): exit 1.
+
+    Raised without problems when the command has already printed what falls short."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class BudgetExceeded(PlumberError):
+    """A live run's `--max-usd` stopped the sending before every answer and vote was asked: exit
+    3, which takes precedence over a verdict, since a partial run gives none."""
+
+    exit_code = EXIT_BUDGET_STOPPED
+
+
+class RequestsFailed(PlumberError):
+    """Requests to the API still failed after their retries: the tool could not do its job,
+    exit 2."""
 
 
 class EnvironmentProblem(PlumberError):

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import ERROR_PREFIX, EXIT_BAD_INPUT, PlumberError
+from ..errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_INTERRUPTED, PlumberError
 
 DEBUG_ENV = "PLUMBER_DEBUG"
 
@@ -56,7 +56,7 @@ def main() -> None:
         cli.main(prog_name="plumber")
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 # Each module registers its commands on `cli`; heavy libraries are imported inside the commands.

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import build as builder
-from ..errors import EXIT_CHECK_FAILED
+from ..errors import CheckFailed
 from ..kb import FILE_MODELS, iter_examples, json_schemas
 from ..paths import default_kb, default_templates
 from . import cli
@@ -45,7 +45,7 @@ def build(kb_dir: Path | None, templates_dir: Path | None, out_dir: Path, check:
             for change in differences:
                 click.echo(f"stale: {change}")
             click.echo(f"{len(differences)} file(s) differ from a fresh build; run plumber build.")
-            raise SystemExit(EXIT_CHECK_FAILED)
+            raise CheckFailed()
         click.echo(f"up to date: {len(pack.files)} files match a fresh build")
         return
     changes = builder.write(out_dir, pack)

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import EXIT_CHECK_FAILED
+from ..errors import CheckFailed
 from ..paths import default_kb
 from ..words import plural
 from . import cli
-from .live import add_compare, live_options, run_live_command, wanted
+from .live import compare_command, live_options, run_live_command, wanted
 
 if TYPE_CHECKING:
     from ..evals.answers import Answer
@@ -178,7 +178,7 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(reports.markdown_summary(result))
     if not result.passed:
-        raise SystemExit(EXIT_CHECK_FAILED)
+        raise CheckFailed()
 
 
 @eval_group.command(name="score")
@@ -248,7 +248,7 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
                    + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
                       if result.blockers else ""))
     if result.status != "pass":
-        raise SystemExit(EXIT_CHECK_FAILED)
+        raise CheckFailed()
 
 
 def _known_command(kb: Checklists, command: str | None) -> str:
@@ -357,7 +357,7 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
         click.echo(f"{verdict} over {cal.answers} labelled answers ({kinds}) in {len(chosen)} "
                    "cases")
     if not cal.full_agreement:
-        raise SystemExit(EXIT_CHECK_FAILED)
+        raise CheckFailed()
 
 
 @eval_group.command(name="scorers")
@@ -381,4 +381,4 @@ def scorers_command(name: str | None) -> None:
         click.echo(f"{info.name:20} {info.family:10} {first}")
 
 
-add_compare(eval_group)
+eval_group.add_command(compare_command)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import install as installer
-from ..errors import EXIT_CHECK_FAILED
+from ..errors import CheckFailed
 from ..paths import default_kb, default_templates
 from ..words import plural
 from . import cli
@@ -139,7 +139,7 @@ def status(scope: str | None, target: Path | None, kb_dir: Path | None,
         click.echo(f"not installed in {root}" + (f" or {user}" if searched else "")
                    + f" (no {installer.MANIFEST_NAME}): run `plumber install` (or `plumber "
                    "install --scope user` for every project)")
-        raise SystemExit(EXIT_CHECK_FAILED)
+        raise CheckFailed()
     manifest = report.manifest
     scope_note = {"project": " (project scope)", "user": " (user scope)"}.get(where, "")
     click.echo(f"installed in {root}{scope_note}: pipeline-plumber {manifest.version}, knowledge "

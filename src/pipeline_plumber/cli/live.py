@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import EXIT_CHECK_FAILED, InputError, Problem
+from ..errors import CheckFailed, InputError, Problem
 from ..paths import default_kb, default_templates
 
 LIVE_FLAGS = ("live", "replay", "resume_dir")
@@ -199,43 +198,42 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(reports.markdown_summary(outcome.offline_run) + "\n"
                          + markdown(report))
-    code = outcome.exit_code
-    if code:
-        sys.exit(code)
+    failure = outcome.failure()
+    if failure is not None:
+        raise failure
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def add_compare(group: click.Group) -> None:
-    @group.command(name="compare")
-    @click.argument("run_a", type=click.Path(path_type=Path, file_okay=False, exists=True))
-    @click.argument("run_b", type=click.Path(path_type=Path, file_okay=False, exists=True))
-    @click.option("--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True,
-                  help="Largest p-value (Fisher's exact test) still called a change.")
-    @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
-    def compare_command(run_a: Path, run_b: Path, alpha: float, as_json: bool) -> None:
-        """List the cases that regressed or improved from live run RUN_A to RUN_B.
+@click.command(name="compare")
+@click.argument("run_a", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.argument("run_b", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Largest p-value (Fisher's exact test) still called a change.")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
+def compare_command(run_a: Path, run_b: Path, alpha: float, as_json: bool) -> None:
+    """List the cases that regressed or improved from live run RUN_A to RUN_B.
 
-        Uses the repeats to tell change from noise: a case moves only when Fisher's exact test
-        on its passes puts the difference beyond --alpha. Exit 1 when a case regressed.
-        """
-        from ..live.compare import compare, summary
+    Uses the repeats to tell change from noise: a case moves only when Fisher's exact test
+    on its passes puts the difference beyond --alpha. Exit 1 when a case regressed.
+    """
+    from ..live.compare import compare, summary
 
-        changes = compare(run_a, run_b, alpha=alpha)
-        if as_json:
-            click.echo(json.dumps([{"case_id": c.case_id, "change": c.change,
-                                    "before": c.before, "after": c.after,
-                                    "p_value": c.p_value} for c in changes], indent=1))
-        else:
-            for change in changes:
-                if change.change != "unchanged":
-                    click.echo(change.describe())
-            counts = summary(changes)
-            click.echo(", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
-                       or "no cases")
-            if any(c.before and c.before[1] == 1 for c in changes):
-                click.echo("note: runs without --repeat cannot tell change from noise")
-        if any(c.change == "regression" for c in changes):
-            sys.exit(EXIT_CHECK_FAILED)
+    changes = compare(run_a, run_b, alpha=alpha)
+    if as_json:
+        click.echo(json.dumps([{"case_id": c.case_id, "change": c.change,
+                                "before": c.before, "after": c.after,
+                                "p_value": c.p_value} for c in changes], indent=1))
+    else:
+        for change in changes:
+            if change.change != "unchanged":
+                click.echo(change.describe())
+        counts = summary(changes)
+        click.echo(", ".join(f"{n} {kind}" for kind, n in sorted(counts.items()))
+                   or "no cases")
+        if any(c.before and c.before[1] == 1 for c in changes):
+            click.echo("note: runs without --repeat cannot tell change from noise")
+    if any(c.change == "regression" for c in changes):
+        raise CheckFailed()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import EXIT_CHECK_FAILED
+from ..errors import CheckFailed
 from ..paths import default_kb
 from ..words import plural
 from . import cli
@@ -63,7 +63,7 @@ def verify(kb_dir: Path | None, dsn: str | None, only: tuple[str, ...], as_json:
     else:
         table.close(report)
     if report.failed:
-        raise SystemExit(EXIT_CHECK_FAILED)
+        raise CheckFailed()
 
 
 class _Table:

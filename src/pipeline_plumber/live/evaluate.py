@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import atomic
-from ..errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, InputError, Problem
+from ..errors import (
+    BudgetExceeded,
+    CheckFailed,
+    InputError,
+    PlumberError,
+    Problem,
+    RequestsFailed,
+)
 from ..evals.scorers.judge import JUDGE_MODEL
 from .judging import (
     LayeredJudgeStore,
@@ -28,7 +35,6 @@ from .report import PassRule, Verdict, build_report, markdown
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
 from .run import RunPlan, load, start
 from .runner import (
-    EXIT_BUDGET_EXCEEDED,
     RunOptions,
     Stores,
     Tally,
@@ -79,19 +85,22 @@ class LiveOutcome:
     estimate_usd: float | None
     pruned: list[Path] = field(default_factory=list)
 
-    @property
-    def exit_code(self) -> int:
-        """3 when the budget stopped the run (a partial run gives no verdict on the suite;
-        the failures it found are still listed), else 1 when a case fails, else 2 when
-        requests failed for good, else 0."""
+    def failure(self) -> PlumberError | None:
+        """The error that carries the run's exit code, or None when every case passes. The
+        budget comes first (a partial run gives no verdict on the suite; the failures it found
+        are still listed), then a failed case, then requests that failed for good."""
         totals = self.report["totals"]
-        if totals["budget_exceeded"] or self.report.get("judge", {}).get("skipped_for_budget"):
-            return EXIT_BUDGET_EXCEEDED
+        unsent = int(totals["budget_exceeded"])
+        votes = int(self.report.get("judge", {}).get("skipped_for_budget") or 0)
+        if unsent or votes:
+            return BudgetExceeded(f"--max-usd stopped the run: {unsent} answer(s) and {votes} "
+                                  "judge vote(s) not sent")
         if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
-            return EXIT_CHECK_FAILED
+            return CheckFailed()
         if totals["error"] or totals["missing"]:
-            return EXIT_BAD_INPUT
-        return EXIT_OK
+            return RequestsFailed(f"{totals['error'] + totals['missing']} answer(s) missing "
+                                  f"after their retries; see {self.folder.results_path}")
+        return None
 
 
 Announce = Callable[[str], None]

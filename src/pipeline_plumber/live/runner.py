@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, PlumberError, Problem
+from ..errors import InputError, Problem
 from .prices import ModelPrice, Prices, Usage, estimate_tokens
 from .request import WorkItem, explain_difference, key_parts
 from .store import AnswerStore, JsonlLog, RunFolder, now_iso
@@ -45,19 +45,12 @@ from .store import AnswerStore, JsonlLog, RunFolder, now_iso
 if TYPE_CHECKING:
     import anthropic
 
-EXIT_BUDGET_EXCEEDED = 3
 REDACTED = "[redacted]"
 NO_USAGE = Usage()
 
 
 class ReplayMiss(InputError):
     """`--replay` found no recording for some requests: exit 2, one line per case."""
-
-
-class BudgetExceeded(PlumberError):
-    """The run stopped sending at `--max-usd`; the rest is marked `budget_exceeded`: exit 3."""
-
-    exit_code = EXIT_BUDGET_EXCEEDED
 
 
 REDACT_MIN = 8
