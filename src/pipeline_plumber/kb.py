@@ -24,13 +24,12 @@ from pydantic import (
 )
 
 from .errors import InputError, Problem
+from .kb_proof import ENGINE_CHECKS, PROOF_CHECKS, Proof, Slug
+from .kb_proof import SLUG_PATTERN as SLUG_PATTERN  # the id rule, for lint and eval cases
 from .schema_errors import schema_problems
 from .schema_errors import suggest as _suggest
-from .verify.model import ENGINE_CHECKS, PROOF_CHECKS, Proof
 from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
 
-SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Text = Annotated[str, StringConstraints(min_length=1)]
 
 SqlDialect = Literal["postgres", "snowflake", "bigquery", "duckdb"]

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from .core import matches, one_line, short
-from .model import (
+from ..kb_proof import (
     ConcurrentCheck,
     IdempotentCheck,
     NodeCheck,
@@ -20,6 +19,7 @@ from .model import (
     RaisesCheck,
     ReturnsCheck,
 )
+from .core import matches, one_line, short
 from .sqlsplit import split_sql
 
 EXAMPLE = "example"

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..kb import Example
+from ..kb_proof import ConcurrentCheck
 from .checks import evaluate
 from .core import Env, matches, one_line
-from .model import ConcurrentCheck
 from .python import exec_example
 from .sqlsplit import split_sql
 

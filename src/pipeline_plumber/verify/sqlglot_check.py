@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..kb import Example
+from ..kb_proof import NodeCheck, RaisesCheck
 from .core import Env, matches
-from .model import NodeCheck, RaisesCheck
 
 
 def prove(ex: Example, deps: Sequence[Example], env: Env) -> list[str]:

@@ -14,7 +14,8 @@ proof names the engine, what the example depends on, and a list of typed checks:
         - raises: duplicate key                           # the example itself must fail so
         - idempotent: SELECT count(*) FROM orders         # unchanged when the example runs twice
 
-This module imports only pydantic: `kb.py` uses it on every `build` and `validate`.
+The knowledge base owns this schema (`kb.py` validates every example's proof with it on each
+`build` and `validate`); `verify/` reads it and runs the checks. It imports only pydantic.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+"""Every id and name in the knowledge base: lowercase kebab-case, 1 to 64 characters."""
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
+
 Engine = Literal["postgres", "duckdb", "airflow", "python", "sqlglot"]
-ENGINES: tuple[str, ...] = ("postgres", "duckdb", "airflow", "python", "sqlglot")
 Code = Annotated[str, StringConstraints(min_length=1)]
-IdRef = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
 
 class _Model(BaseModel):
@@ -162,7 +165,7 @@ class Proof(_Model):
         description="Where the example runs: a real PostgreSQL server, DuckDB, Airflow 3 "
         "(import + dag.test()), Python with pandas, or sqlglot parsing (Snowflake, BigQuery)."
     )
-    requires: list[IdRef] = Field(
+    requires: list[Slug] = Field(
         default_factory=list,
         description="Examples whose code runs first, in order, in the same database "
         "(their own requirements and setup first).",
