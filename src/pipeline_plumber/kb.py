@@ -26,7 +26,7 @@ from pydantic import (
 from .errors import InputError, Problem
 from .kb_proof import ENGINE_CHECKS, PROOF_CHECKS, Proof, Slug
 from .kb_proof import SLUG_PATTERN as SLUG_PATTERN  # the id rule, for lint and eval cases
-from .schema_errors import schema_problems
+from .schema_errors import field_names, schema_problems
 from .schema_errors import suggest as _suggest
 from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
 
@@ -618,19 +618,10 @@ def _walk_strings(data: Any, path: PathKey) -> Iterator[tuple[PathKey, str]]:
 # --- schema errors ------------------------------------------------------------------------------
 
 
-def _all_field_names() -> set[str]:
-    names: set[str] = set()
-    models: tuple[type[BaseModel], ...] = (
-        Example, TextBlock, ListBlock, QuoteBlock, ExampleBlock, Section, AgentFile,
-                  PracticeFile, Principle, PrinciplesFile, ChecklistItem, Command, CommandsFile,
-                  MantrasFile, Proof, *PROOF_CHECKS)
-    for model in models:
-        names.update(model.model_fields)
-    return names
-
-
 def _schema_problems(err: ValidationError, doc: SourceDoc) -> list[Problem]:
-    return schema_problems(err, doc, _all_field_names())
+    # Every knowledge-base model subclasses _Model, so a new one is suggested from unasked.
+    known = field_names([*_Model.__subclasses__(), Proof, *PROOF_CHECKS])
+    return schema_problems(err, doc, known)
 
 
 # --- JSON Schema --------------------------------------------------------------------------------
