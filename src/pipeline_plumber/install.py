@@ -37,8 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__, atomic
 from .build import build_pack
+from .claude_code import FULL_MODEL_ID, MODEL_ALIASES
 from .errors import InputError
-from .lint import FULL_MODEL_ID, MODEL_ALIASES
 from .render import RenderOptions
 
 PACKAGE = "pipeline-plumber"

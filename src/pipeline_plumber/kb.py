@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from .claude_code import AGENT_COLORS, shell_trigger
 from .errors import InputError, Problem
 from .kb_proof import ENGINE_CHECKS, PROOF_CHECKS, Proof, Slug
 from .kb_proof import SLUG_PATTERN as SLUG_PATTERN  # the id rule, for lint and eval cases
@@ -33,7 +34,6 @@ from .yamlsource import PathKey, SourceDoc, format_path, load_yaml
 Text = Annotated[str, StringConstraints(min_length=1)]
 
 SqlDialect = Literal["postgres", "snowflake", "bigquery", "duckdb"]
-AGENT_COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "pink", "cyan")
 
 
 class _Model(BaseModel):
@@ -568,22 +568,6 @@ def _walk_sections(section: Section, path: PathKey) -> Iterator[tuple[PathKey, S
     yield path, section
     for i, sub in enumerate(section.sections):
         yield from _walk_sections(sub, (*path, "sections", i))
-
-
-# Claude Code runs `` !`cmd` `` and ```! fences in command bodies as shell when a command is
-# invoked.
-SHELL_TRIGGERS = ("!`",)
-
-
-def shell_trigger(text: str) -> str | None:
-    """The first sequence in `text` that Claude Code would execute as shell, if any."""
-    for trigger in SHELL_TRIGGERS:
-        if trigger in text:
-            return trigger
-    for line in text.splitlines():
-        if line.lstrip().startswith(("```!", "~~~!")):
-            return line.lstrip()[:4]
-    return None
 
 
 def _text_problems(docs: dict[str, SourceDoc]) -> list[Problem]:

@@ -13,50 +13,26 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from . import frontmatter
+from .claude_code import (
+    AGENT_COLORS,
+    AGENT_KEYS,
+    AGENT_REF,
+    COMMAND_DESCRIPTION_MAX_CHARS,
+    COMMAND_KEYS,
+    DESCRIPTION_MAX_CHARS,
+    MODEL_ALIASES,
+    PLACEHOLDER,
+    accepts_model,
+    shell_trigger,
+)
 from .errors import Problem
-from .kb import AGENT_COLORS, SLUG_PATTERN, shell_trigger
+from .kb import SLUG_PATTERN
 
 AGENT_DESCRIPTION_MAX_WORDS = 60
-DESCRIPTION_MAX_CHARS = 1024
-COMMAND_DESCRIPTION_MAX_CHARS = 250
-MODEL_ALIASES = ("inherit", "sonnet", "opus", "haiku", "sonnet[1m]", "opusplan")
-FULL_MODEL_ID = re.compile(r"^claude-[a-z0-9.-]+$")
-AGENT_KEYS = (
-    "name",
-    "description",
-    "tools",
-    "disallowedTools",
-    "model",
-    "permissionMode",
-    "effort",
-    "maxTurns",
-    "skills",
-    "hooks",
-    "mcpServers",
-    "color",
-    "memory",
-    "background",
-    "isolation",
-    "initialPrompt",
-)
-COMMAND_KEYS = (
-    "description",
-    "argument-hint",
-    "allowed-tools",
-    "disallowed-tools",
-    "model",
-    "disable-model-invocation",
-    "user-invocable",
-    "effort",
-    "context",
-    "agent",
-)
 # The H2 sections every agent keeps: how it works in a repository, what it never does to a
 # database, and what every answer ends with (`practice.yaml` in the knowledge base).
 AGENT_REQUIRED_SECTIONS = ("How you work", "Never", "How to verify")
 _NAME = re.compile(SLUG_PATTERN)
-_AGENT_REF = re.compile(r"^([a-z0-9][a-z0-9-]{0,63}:)?[a-z0-9][a-z0-9-]{0,63}$")
-_PLACEHOLDER = re.compile(r"\$(ARGUMENTS|\d+)")
 
 _markdown = MarkdownIt("commonmark")
 
@@ -97,7 +73,7 @@ def _check_agent(path: str, fields: dict[str, Any], body: str, body_line: int) -
         problems.append(_field(path, "name", f"'{name}' does not match the file name"))
     problems += _description(path, fields, max_words=AGENT_DESCRIPTION_MAX_WORDS)
     model = fields.get("model")
-    if model is not None and (not isinstance(model, str) or not _valid_model(model)):
+    if model is not None and (not isinstance(model, str) or not accepts_model(model)):
         problems.append(
             _field(
                 path,
@@ -156,10 +132,10 @@ def _check_command(path: str, fields: dict[str, Any], body: str, body_line: int)
     if fields.get("context") != "fork":
         problems.append(_field(path, "context", f"must be 'fork'; got {fields.get('context')!r}"))
     agent = fields.get("agent")
-    if not isinstance(agent, str) or not _AGENT_REF.match(agent):
+    if not isinstance(agent, str) or not AGENT_REF.match(agent):
         problems.append(_field(path, "agent", f"must name an agent ([plugin:]name); got {agent!r}"))
     arguments = 0
-    for match in _PLACEHOLDER.finditer(body):
+    for match in PLACEHOLDER.finditer(body):
         if match.group(1) == "ARGUMENTS":
             arguments += 1
             continue
@@ -181,10 +157,6 @@ def _check_command(path: str, fields: dict[str, Any], body: str, body_line: int)
             )
         )
     return problems
-
-
-def _valid_model(model: str) -> bool:
-    return model in MODEL_ALIASES or bool(FULL_MODEL_ID.match(model))
 
 
 def _description(
