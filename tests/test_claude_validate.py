@@ -6,15 +6,15 @@ import subprocess
 from pathlib import Path
 
 from kb_support import REPO, TEMPLATES
-from pipeline_plumber import build as builder
+from pipeline_plumber.build import build_pack
+from pipeline_plumber.install import project_layout
 
 
 def lay_out_project(project: Path) -> None:
-    """The built files where Claude Code looks in a project: agents/ and commands/de/."""
-    pack = builder.build_pack(REPO / "kb", TEMPLATES, plugin=False)
-    for rel, text in pack.files.items():
-        folder, name = rel.split("/", 1)
-        target = project / ".claude" / folder / ("de" if folder == "commands" else "") / name
+    """The built files where Claude Code looks in a project, laid out as `install` lays them."""
+    pack = build_pack(REPO / "kb", TEMPLATES, plugin=False)
+    for rel, text in project_layout(pack.files, pack.kb.agent.namespace).items():
+        target = project / ".claude" / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
 
