@@ -15,8 +15,9 @@ and must say so in front matter on their first lines; the loader refuses a file 
 
 `fails` names the checks (case check ids, or `<checklist-item>/<scorer>` for rubric checks) the
 flaw must trip; every other check is expected to pass. A `correct-*.md` answer
-(`provenance: hand-written correct`) is right in other words than the reference: like the
-reference, it must pass every check and its case. `plumber eval calibrate` holds the scorers
+(`provenance: hand-written correct`, with an optional `reason` saying what is unusual about it)
+is right in other words than the reference: like the reference, it must pass every check and
+its case. `plumber eval calibrate` holds the scorers
 to these labels.
 """
 
@@ -129,7 +130,8 @@ class AnswerLabel(BaseModel):
     )
     reason: str | None = Field(
         default=None, min_length=1,
-        description="Flawed answers only: what is wrong, as a reviewer would say it.",
+        description="Flawed answers: what is wrong, as a reviewer would say it; correct answers "
+        "(optional): what is unusual about the wording or the design.",
     )
     fails: list[CheckId] = Field(
         default_factory=list,
@@ -164,10 +166,12 @@ def load_answer_file(path: Path, display: str | None = None) -> Answer:
     if flawed and (not label.reason or not label.fails):
         problems.append(Problem("a flawed answer states its 'reason' and the checks it 'fails'",
                                 file=name, line=doc.line_of(("provenance",)), field="reason"))
-    if not flawed and (label.reason or label.fails):
-        problems.append(Problem("only a flawed answer has 'reason' and 'fails'", file=name,
-                                line=doc.line_of(("reason",)) or doc.line_of(("fails",)),
-                                field="reason" if label.reason else "fails"))
+    correct = label.provenance == "hand-written correct"
+    if not flawed and (label.fails or (label.reason and not correct)):
+        problems.append(Problem("only a flawed answer has 'fails', and only a flawed or correct "
+                                "answer a 'reason'", file=name,
+                                line=doc.line_of(("fails",)) or doc.line_of(("reason",)),
+                                field="fails" if label.fails else "reason"))
     if problems:
         raise InputError(problems)
     # Keep line numbers of the body true to the file: pad with the front matter's lines.
