@@ -153,6 +153,37 @@ def test_a_bare_name_in_two_other_schemas_resolves_only_by_preference() -> None:
     assert found is not None and found.qualified == "clean.orders"
 
 
+CHECKED = """\
+```sql
+CREATE TABLE stg_rates (rate_date DATE, currency VARCHAR(3), sku TEXT, rate NUMERIC(18, 8));
+CREATE TABLE rates (
+    rate_date DATE NOT NULL,
+    currency VARCHAR(3) NOT NULL CHECK ({regex}),
+    sku TEXT NOT NULL CHECK (sku LIKE 'SKU-%' AND length(sku) <= 12),
+    rate NUMERIC(18, 8) NOT NULL CHECK (rate > 0 AND rate < 5),
+    PRIMARY KEY (rate_date, currency));
+CREATE TABLE never (code TEXT CHECK (code <> code));
+```
+"""
+REGEX = {"postgres": "currency ~ '^[A-Z]{3}$'",
+         "duckdb": "regexp_matches(currency, '^[A-Z]{3}$')"}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+def test_synthetic_rows_follow_check_shapes_and_report_refusals(engine: str,
+                                                                 resources: Resources) -> None:
+    program = build_program(Answer(CHECKED.format(regex=REGEX[engine]), "file"), engine)
+    with open_session(resources, engine) as session:  # type: ignore[arg-type]
+        catalog = setup(session, program).catalog
+        with session.savepoint(undo=True):
+            stored = populate(session, catalog, 3)
+            assert len(stored["rates"]) == 3 and len(stored["stg_rates"]) == 3
+            # the staging rows borrow the target's checks: the load accepts them
+            session.execute("DELETE FROM rates")
+            session.execute("INSERT INTO rates SELECT * FROM stg_rates")
+            assert stored["never"] == [] and stored.refused[0].startswith("never: ")
+
+
 def test_setup_stops_at_the_first_refusal_in_the_engines_words(resources: Resources) -> None:
     text = ("```sql\nCREATE TABLE fact (d INT REFERENCES dim_date (d));\n"
             "CREATE TABLE dim_date (d INT PRIMARY KEY);\n```\n")

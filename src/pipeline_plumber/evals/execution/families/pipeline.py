@@ -296,7 +296,11 @@ def _target_value(session: Session, flow: Flow, row: Row, column: str) -> list[s
     return [str(r[0]) for r in found]
 
 
-def _value_of(session: Session, literal_sql: str) -> str:
+def _value_of(session: Session, literal_sql: str, like: Column | None = None) -> str:
+    """How the engine prints `literal_sql` stored in a column like `like` (50.5 in a
+    numeric(18,8) reads 50.50000000)."""
+    if like is not None and like.type.startswith(("numeric", "decimal")):
+        literal_sql = f"CAST({literal_sql} AS {like.type})"
     found = session.execute(f"SELECT {literal_sql}") or [("",)]
     return str(found[0][0])
 
@@ -383,7 +387,7 @@ def _change(session: Session, flow: Flow, batch: list[Row]) -> dict[str, Finding
     except Rejected as err:
         return {prop: Finding.not_applicable(prop, f"the changed batch is refused: {err}")}
     run_load(session, flow)
-    expected = _value_of(session, changed[0][column.name])
+    expected = _value_of(session, changed[0][column.name], flow.target.column(column.name))
     got = _target_value(session, flow, changed[0], column.name)
     if got is not None:
         if got != [expected]:
@@ -460,7 +464,7 @@ def _several_changes_scenario(session: Session, catalog: Catalog, flow: Flow
         except Rejected as err:
             raise _NotApplicable(f"{flow.data.name} keeps one row per key ({err})") from err
         run_load(session, flow)
-        latest = _value_of(session, changes[1][column.name])
+        latest = _value_of(session, changes[1][column.name], flow.target.column(column.name))
         got = _target_value(session, flow, first, column.name)
         if got is None:
             out[several] = Finding.not_applicable(several, f"{column.name} is not copied to "
@@ -484,7 +488,7 @@ def _several_changes_scenario(session: Session, catalog: Catalog, flow: Flow
         _replace(session, flow.data, [older, *batch[1:]])
         run_load(session, flow)
         now = _target_value(session, flow, first, column.name)
-        stale = _value_of(session, older[column.name])
+        stale = _value_of(session, older[column.name], flow.target.column(column.name))
         if now is not None and stale in now:
             out[late] = Finding.failed(late, f"an older change arriving late overwrote "
                                        f"{flow.target.name}.{column.name} with {stale}")
