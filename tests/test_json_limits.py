@@ -9,7 +9,7 @@ import pytest
 
 from pipeline_plumber import jsonsource
 from pipeline_plumber.evals.runner import RECORDING_FORMAT, RECORDING_VERSION, read_recording
-from pipeline_plumber.live.store import read_json, read_jsonl
+from pipeline_plumber.live.run_folder import read_json, read_jsonl
 
 
 def _recording(text: object) -> dict[str, object]:

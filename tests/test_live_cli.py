@@ -17,7 +17,7 @@ import yaml
 
 from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
 from pipeline_plumber.live.compare import compare, fisher_one_sided
-from pipeline_plumber.live.store import read_jsonl
+from pipeline_plumber.live.run_folder import read_jsonl
 from support.fake_api import FakeMessagesAPI, Fault, RecordedRequest
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
 from support.fake_api import FakeMessagesAPI
 from test_live_cli import CASES, REPO, answers, plumber, votes
@@ -126,3 +128,73 @@ def test_a_keyless_live_run_leaves_no_run_folder(tmp_path: Path) -> None:
     (line,) = done.stderr.splitlines()
     assert "ANTHROPIC_API_KEY is not set" in line
     assert not (tmp_path / ".plumber").exists()
+
+
+# --- votes go through the run's one sender: retries, budget, billed failures, key --------------
+
+
+def _votes(n: int) -> list[Any]:
+    from pipeline_plumber.evals.scorers.judge import judge_request, request_key
+    from pipeline_plumber.live.judging import Vote
+
+    request = judge_request("names the primary key", "a table of orders", "id is the key")
+    return [Vote(request_key(request, i), i, request, "case-x") for i in range(n)]
+
+
+def _sender(api: FakeMessagesAPI, **options: Any) -> Any:
+    from pipeline_plumber.live.prices import load_prices
+    from pipeline_plumber.live.sender import Sender, SendOptions
+
+    return Sender(SendOptions(**{"backoff_base": 0.01, "jobs": 1, **options}), load_prices(),
+                  "sk-ant-test-judge-key-0000", api.base_url)
+
+
+def test_votes_are_retried_like_answers(tmp_path: Path) -> None:
+    from pipeline_plumber.evals.scorers.judge import JudgeStore
+    from pipeline_plumber.live.judging import ask_judge
+    from support.fake_api import Fault
+
+    store = JudgeStore(tmp_path / "judge")
+    with FakeMessagesAPI() as api:
+        api.respond_with(lambda body: "fine\nSCORE: 8")
+        api.inject(Fault.overloaded(retry_after=0.3))
+        api.inject(Fault.server_error())
+        summary = ask_judge(_votes(2), store, _sender(api))
+        sent = api.message_requests()
+    assert [r.status for r in sent] == [529, 500, 200, 200]
+    assert sent[1].timestamp - sent[0].timestamp >= 0.3, "retry-after honoured for a vote"
+    assert (summary.sent, summary.failed, summary.skipped_for_budget) == (2, 0, 0)
+    assert all(store.get(v.key) == "fine\nSCORE: 8" for v in _votes(2))
+
+
+def test_unreadable_vote_replies_are_billed_and_stop_the_budget(tmp_path: Path) -> None:
+    from pipeline_plumber.evals.scorers.judge import JudgeStore
+    from pipeline_plumber.live.budget import worst_case_usd
+    from pipeline_plumber.live.judging import ask_judge
+    from pipeline_plumber.live.prices import load_prices
+    from support.fake_api import Fault
+
+    (vote,) = _votes(1)
+    worst = worst_case_usd(vote.work_item(), load_prices().require(JUDGE_MODEL))
+    with FakeMessagesAPI() as api:
+        api.set_fault(Fault.malformed())
+        summary = ask_judge([vote], JudgeStore(tmp_path / "j"),
+                            _sender(api, max_usd=3.5 * worst, max_retries=10))
+        sent = len(api.message_requests())
+    assert sent == 3, "each cut-off 200 is charged at its worst case, so the budget ends it"
+    assert summary.skipped_for_budget == 1 and summary.sent == 0
+    assert summary.cost_usd == pytest.approx(3 * worst, rel=1e-6)
+
+
+def test_a_vote_without_a_key_is_one_line_before_any_request(tmp_path: Path) -> None:
+    from pipeline_plumber.errors import InputError
+    from pipeline_plumber.evals.scorers.judge import JudgeStore
+    from pipeline_plumber.live.judging import ask_judge
+    from pipeline_plumber.live.prices import load_prices
+    from pipeline_plumber.live.sender import Sender, SendOptions
+
+    with FakeMessagesAPI() as api:
+        sender = Sender(SendOptions(), load_prices(), None, api.base_url)
+        with pytest.raises(InputError, match="ANTHROPIC_API_KEY is not set and 2 judge vote"):
+            ask_judge(_votes(2), JudgeStore(tmp_path / "j"), sender)
+        assert not api.message_requests()

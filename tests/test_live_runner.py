@@ -12,6 +12,8 @@ import pytest
 
 from pipeline_plumber.build import build_pack
 from pipeline_plumber.errors import InputError
+from pipeline_plumber.live.answers import AnswerStore, ReplayMiss, Stores, send_answers
+from pipeline_plumber.live.budget import worst_case_usd
 from pipeline_plumber.live.prices import load_prices
 from pipeline_plumber.live.request import (
     CaseInput,
@@ -22,15 +24,8 @@ from pipeline_plumber.live.request import (
     plan_items,
     request_key,
 )
-from pipeline_plumber.live.runner import (
-    ReplayMiss,
-    RunOptions,
-    Stores,
-    execute,
-    redact,
-    worst_case_usd,
-)
-from pipeline_plumber.live.store import AnswerStore, RunFolder
+from pipeline_plumber.live.run_folder import RunFolder
+from pipeline_plumber.live.sender import Sender, SendOptions, redact
 from pipeline_plumber.paths import package_data
 from support.fake_api import FakeMessagesAPI, Fault
 
@@ -54,10 +49,10 @@ def run(api: FakeMessagesAPI, tmp: Path, prompts: PackPrompts, n: int = 4, *, re
         config: LiveConfig | None = None, **options: object):
     items = plan_items(cases(n), prompts, config or LiveConfig(model=MODEL), repeats=repeats)
     folder = folder or RunFolder(tmp / "run")
-    opts = RunOptions(**{"backoff_base": 0.01, **options})  # type: ignore[arg-type]
-    tally = execute(items, folder, options=opts, prices=load_prices(), model=MODEL,
-                    stores=stores or Stores(), api_key=KEY, base_url=api.base_url)
-    return items, folder, tally
+    opts = SendOptions(**{"backoff_base": 0.01, **options})  # type: ignore[arg-type]
+    counts = send_answers(items, folder, sender=Sender(opts, load_prices(), KEY, api.base_url),
+                          stores=stores or Stores())
+    return items, folder, counts
 
 
 # --- the request, as Claude Code builds it -------------------------------------------------------
@@ -253,8 +248,8 @@ def test_budget_stops_sending_and_marks_the_rest(tmp_path: Path, prompts: PackPr
 def test_no_key_and_nothing_stored_is_bad_input(tmp_path: Path, prompts: PackPrompts) -> None:
     items = plan_items(cases(1), prompts, LiveConfig(model=MODEL))
     with pytest.raises(InputError, match="ANTHROPIC_API_KEY"):
-        execute(items, RunFolder(tmp_path / "r"), options=RunOptions(), prices=load_prices(),
-                model=MODEL, stores=Stores(), api_key=None)
+        send_answers(items, RunFolder(tmp_path / "r"),
+                     sender=Sender(SendOptions(), load_prices(), None), stores=Stores())
 
 
 def test_a_bad_price_table_names_file_line_and_field(tmp_path: Path) -> None:
@@ -281,7 +276,7 @@ def test_unreadable_200_replies_count_at_their_worst_case_and_stop_the_budget(
         items, folder, tally = run(api, tmp_path, prompts, n=1, jobs=1, max_usd=0.1,
                                    max_retries=15, config=config)
         sent = len(api.message_requests())
-    worst = worst_case_usd(items[0], load_prices(), load_prices().require(MODEL))
+    worst = worst_case_usd(items[0], load_prices().require(MODEL))
     (result,) = folder.results().values()
     assert sent == int(0.1 // worst) < 16  # every cut-off 200 is charged, so retries run out
     assert result["status"] == "budget_exceeded" and result["attempts"] == sent
@@ -344,9 +339,10 @@ def test_pieces_of_the_key_echoed_by_a_server_are_never_written(
     try:
         items = plan_items(cases(1), prompts, LiveConfig(model=MODEL))
         record_to = AnswerStore(tmp_path / "recordings")
-        execute(items, RunFolder(tmp_path / "run"), options=RunOptions(max_retries=0),
-                prices=load_prices(), model=MODEL, stores=Stores(record_to=record_to),
-                api_key=CANARY_KEY, base_url=f"http://127.0.0.1:{server.server_port}")
+        sender = Sender(SendOptions(max_retries=0), load_prices(), CANARY_KEY,
+                        f"http://127.0.0.1:{server.server_port}")
+        send_answers(items, RunFolder(tmp_path / "run"), sender=sender,
+                     stores=Stores(record_to=record_to))
     finally:
         server.shutdown()
         server.server_close()

@@ -14,12 +14,15 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import CheckFailed, InputError, Problem
 from ..paths import default_kb, default_templates
+
+if TYPE_CHECKING:
+    from ..live.evaluate import LiveRequest
 
 LIVE_FLAGS = ("live", "replay", "resume_dir")
 DEFAULT_RUNS = Path(".plumber") / "runs"
@@ -112,12 +115,50 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
                      tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
                      recordings_dir: Path | None, out_dir: Path | None, with_html: bool,
                      verbose: bool, live: Mapping[str, Any]) -> None:
+    """`plumber eval run` with a live flag: parse, call `evaluate_live`, print its report."""
     from ..evals import reports
-    from ..live.evaluate import LiveRequest, run_live_eval
+    from ..live.evaluate import evaluate_live
+    from ..live.sender import api_key_from_env, redact
+
+    key = api_key_from_env()
+    req = _live_request(evals_dir=evals_dir, kb_dir=kb_dir, case_ids=case_ids, tags=tags,
+                        commands=commands, answers=answers, recordings_dir=recordings_dir,
+                        live=live, key=key)
+    try:
+        outcome = evaluate_live(req, announce=lambda line: click.echo(line, err=True))
+    except InputError as err:
+        if key and key in str(err):  # never let the key reach the terminal
+            raise InputError([Problem(redact(str(p), key)) for p in err.problems]) from None
+        raise
+    click.echo(f"run folder: {outcome.folder.path}", err=True)
+    if outcome.offline_run.results:
+        click.echo(reports.terminal_table(outcome.offline_run, verbose=verbose))
+    for line in outcome.summary_lines():
+        click.echo(line)
+    if out_dir is not None:
+        for path in reports.write_reports(outcome.offline_run, out_dir, with_html=with_html):
+            click.echo(f"wrote {path}")
+    reports.write_reports(outcome.offline_run, outcome.folder.path)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(reports.markdown_summary(outcome.offline_run) + "\n"
+                         + outcome.report.markdown())
+    failure = outcome.failure()
+    if failure is not None:
+        raise failure
+
+
+def _live_request(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
+                  tags: tuple[str, ...], commands: tuple[str, ...], answers: str,
+                  recordings_dir: Path | None, live: Mapping[str, Any], key: str | None
+                  ) -> LiveRequest:
+    """The options of `plumber eval run --live`, checked, as one request."""
+    from ..live.evaluate import LiveRequest
     from ..live.prices import load_prices
     from ..live.request import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, LiveConfig
-    from ..live.run import api_key_from_env, base_url_from_env, default_run_dir
-    from ..live.runner import RunOptions
+    from ..live.run_folder import default_run_dir
+    from ..live.sender import SendOptions, base_url_from_env
 
     if live["replay"] and live["record"]:
         raise InputError([Problem("--replay reads recordings; --record writes them: pick one",
@@ -128,83 +169,23 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
     resume = live["resume_dir"] is not None
     if resume and live["run_dir"] is not None:
         raise InputError([Problem("--resume names the run folder already", field="--run-dir")])
-    run_dir = live["resume_dir"] or live["run_dir"] or default_run_dir(DEFAULT_RUNS)
     config = LiveConfig(model=live["model"] or DEFAULT_MODEL,
                         max_tokens=live["max_tokens"] or DEFAULT_MAX_TOKENS,
                         params=_params(live["params"]),
                         prompt_cache=not live["no_prompt_cache"], cache_ttl=live["cache_ttl"])
-    options = RunOptions(jobs=live["jobs"] or 4, timeout=live["timeout"],
-                         max_retries=live["max_retries"], max_usd=live["max_usd"],
-                         replay=live["replay"], use_stored=not live["fresh"])
-    key = api_key_from_env()
-    req = LiveRequest(
+    options = SendOptions(jobs=live["jobs"] or 4, timeout=live["timeout"],
+                          max_retries=live["max_retries"], max_usd=live["max_usd"],
+                          replay=live["replay"], use_stored=not live["fresh"])
+    return LiveRequest(
         evals_dir=evals_dir, kb_dir=kb_dir or default_kb(), templates_dir=default_templates(),
-        run_dir=run_dir, resume=resume, config=config, options=options,
+        run_dir=live["resume_dir"] or live["run_dir"] or default_run_dir(DEFAULT_RUNS),
+        resume=resume, config=config, options=options,
         prices=load_prices(live["prices_file"]), repeats=live["repeats"],
         baseline=live["baseline"], batch=live["batch"], record=live["record"],
         cache_dir=live["cache_dir"], recordings_dir=recordings_dir, case_ids=case_ids,
         tags=tags, commands=commands, pass_rule=live["pass_rule"],
         poll_interval=live["poll_interval"], api_key=None if live["replay"] else key,
         base_url=base_url_from_env())
-    try:
-        outcome = run_live_eval(req, announce=lambda line: click.echo(line, err=True))
-    except InputError as err:
-        from ..live.runner import redact
-
-        if key and key in str(err):  # never let the key reach the terminal
-            raise InputError([Problem(redact(str(p), key)) for p in err.problems]) from None
-        raise
-    click.echo(f"run folder: {outcome.folder.path}", err=True)
-    if outcome.offline_run.results:
-        click.echo(reports.terminal_table(outcome.offline_run, verbose=verbose))
-    report = outcome.report
-    for case in report["cases"]:
-        if case["flaky"]:
-            click.echo(f"flaky: {case['case_id']} ({case['arm']}) passed "
-                       f"{case['passes']}/{case['scored']} repeats")
-        if case["statuses"].get("budget_exceeded"):
-            click.echo(f"budget_exceeded: {case['case_id']} ({case['arm']}): "
-                       f"{case['statuses']['budget_exceeded']} answer(s) not asked")
-        if case["statuses"].get("error"):
-            click.echo(f"error: {case['case_id']} ({case['arm']}): "
-                       f"{case['statuses']['error']} answer(s) failed after retries; see "
-                       f"{outcome.folder.results_path}")
-    for row in report["baseline"]:
-        delta = row["delta"]
-        click.echo(f"baseline: {row['case_id']}: agent {_pct(row['agent_pass_rate'])}, "
-                   f"without it {_pct(row['baseline_pass_rate'])}"
-                   + ("" if delta is None else f" ({delta:+.0%})"))
-    totals = report["totals"]
-    cache = totals["cache"]
-    tally = outcome.tally
-    click.echo(
-        f"{tally.sent} request(s) sent ({tally.attempts} attempts), {tally.from_store} answered "
-        f"from stored answers, {tally.skipped} already in the run; cost ${totals['cost_usd']:.4f}"
-        f"; cache {cache['write_tokens']} written, {cache['read_tokens']} read, hit rate "
-        f"{_pct(cache['hit_rate'])}; status {report['status']}")
-    judge = report.get("judge")
-    if judge and (judge["sent"] or judge["skipped_for_budget"] or judge["failed"]):
-        click.echo(f"judge {judge['model']}: {judge['sent']} vote(s) sent, cost "
-                   f"${judge['cost_usd']:.4f}; {judge['skipped_for_budget']} not sent (budget), "
-                   f"{judge['failed']} failed")
-    if out_dir is not None:
-        for path in reports.write_reports(outcome.offline_run, out_dir, with_html=with_html):
-            click.echo(f"wrote {path}")
-    reports.write_reports(outcome.offline_run, outcome.folder.path)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        from ..live.report import markdown
-
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(reports.markdown_summary(outcome.offline_run) + "\n"
-                         + markdown(report))
-    failure = outcome.failure()
-    if failure is not None:
-        raise failure
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
 
 
 @click.command(name="compare")

@@ -4,45 +4,32 @@ An answer source is any `(case) -> list[Answer]`: the hand-written references or
 answers, recordings replayed from disk, or (issue #6) a live model. The runner gathers every
 answer first, so a missing recording fails the run before anything is scored.
 
-Recorded answer, one JSON file per model reply,
-`evals/recordings/answers/<case-id>/<key>.json`::
-
-    {"format": "pipeline-plumber/recording", "version": 1,
-     "key": "<sha256 of the canonical Messages API request and the repeat index>",
-     "case_id": "schema-events-postgres",
-     "prompt_sha256": "<Case.prompt_digest: sha256 of the case's command and prompt>",
-     "repeat": 0,
-     "model": "<model id>",
-     "request": {<the Messages API request, without any key>},
-     "response": {"text": "<the answer>", "stop_reason": "end_turn", "usage": {...}},
-     "recorded_at": "2026-01-31T12:00:00Z"}
-
-A recording whose `prompt_sha256` no longer matches its case is stale and ignored; an
-unreadable file is a miss, never a crash. Changing a case's checks or a rubric keeps the
-recordings valid: re-scoring needs no new model call.
+Recorded answers are replayed from the recording format, which `recordings.py` owns. A
+recording whose `prompt_sha256` no longer matches its case is stale and ignored; an unreadable
+file is a miss, never a crash. Changing a case's checks or a rubric keeps the recordings valid:
+re-scoring needs no new model call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import __version__, atomic
+from .. import __version__
 from ..errors import InputError, Problem
-from ..jsonsource import read_json_file
 from .answers import Answer
 from .cases import Case, Suite
+from .recordings import RECORDING_FORMAT as RECORDING_FORMAT  # re-exported
+from .recordings import RECORDING_VERSION as RECORDING_VERSION
+from .recordings import case_folder, read_recording, save_recording
 from .scorers import REGISTRY, Resources
 from .scorers.judge import JUDGE_MODEL
 from .scoring import CaseResult, score_case
 
-RECORDING_FORMAT = "pipeline-plumber/recording"
-RECORDING_VERSION = 1
 LOG_FORMAT = "pipeline-plumber/eval-log"
 LOG_VERSION = 1
 
@@ -57,28 +44,12 @@ def flawed_source(suite: Suite) -> AnswerSource:
     return lambda case: list(suite.answers[case.id].flawed)
 
 
-def read_recording(path: Path) -> dict[str, Any] | None:
-    """A recording's JSON, or None when the file is unreadable or not a recording we know."""
-    try:
-        data = read_json_file(path)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
-        return None
-    if data.get("version") != RECORDING_VERSION:
-        return None
-    response = data.get("response")
-    if not isinstance(response, dict) or not isinstance(response.get("text"), str):
-        return None
-    return data
-
-
 def recorded_source(folder: Path) -> AnswerSource:
     """Answers replayed from `folder/answers/<case-id>/*.json`, in repeat order."""
 
     def answers(case: Case) -> list[Answer]:
         found = []
-        for path in sorted((folder / "answers" / case.id).glob("*.json")):
+        for path in sorted(case_folder(folder, case.id).glob("*.json")):
             data = read_recording(path)
             if data is None or data.get("case_id") != case.id:
                 continue
@@ -96,15 +67,9 @@ def recorded_source(folder: Path) -> AnswerSource:
 
 def write_recording(folder: Path, case: Case, *, key: str, repeat: int, model: str,
                     request: dict[str, Any], response: dict[str, Any]) -> Path:
-    """Write one recording atomically (the live runner's side of the format)."""
-    path = folder / "answers" / case.id / f"{key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"format": RECORDING_FORMAT, "version": RECORDING_VERSION, "key": key,
-              "case_id": case.id, "prompt_sha256": case.prompt_digest, "repeat": repeat,
-              "model": model, "request": request, "response": response,
-              "recorded_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    atomic.write_atomic(path, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    return path
+    """Write one recording of `case`'s answer (see `recordings.save_recording`)."""
+    return save_recording(folder, case_id=case.id, prompt_sha256=case.prompt_digest, key=key,
+                          repeat=repeat, model=model, request=request, response=response)
 
 
 class RecordingMissing(InputError):

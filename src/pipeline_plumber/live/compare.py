@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError, Problem
-from .store import read_json
+from .run_folder import read_json
 
 REPORT_FILE = "report.json"
 Change = Literal["regression", "improvement", "noise", "unchanged", "added", "removed"]

@@ -1,4 +1,5 @@
-"""`plumber eval run --live`, as one library call: plan (or resume), send, score, report.
+"""`plumber eval run --live`, as one library call in five steps: plan (or resume), send the
+answers, ask the judge, score, write the reports.
 
 The answers are scored by the same scorers as the offline run (`evals.scoring.score_case`) and
 reported twice: the offline run's reports (eval-log.json, junit.xml, summary.md, agent arm,
@@ -14,16 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import atomic
-from ..errors import (
-    BudgetExceeded,
-    CheckFailed,
-    InputError,
-    PlumberError,
-    Problem,
-    RequestsFailed,
-)
+from ..errors import BudgetExceeded, CheckFailed, InputError, PlumberError, Problem, RequestsFailed
+from ..evals.cases import Case, Suite
 from ..evals.scorers.judge import JUDGE_MODEL
+from .answers import AnswerStore, Stores, send_answers
+from .budget import estimate
 from .judging import (
+    JudgeSummary,
     LayeredJudgeStore,
     ask_judge,
     check_model_differs_from_judge,
@@ -31,21 +29,14 @@ from .judging import (
     pending_votes,
 )
 from .prices import Prices
-from .report import PassRule, Verdict, build_report, markdown
+from .report import LiveReport, PassRule, Verdict, build_report
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
-from .run import RunPlan, load, start
-from .runner import (
-    RunOptions,
-    Stores,
-    Tally,
-    estimate,
-    execute,
-    require_key,
-)
-from .store import AnswerStore, RunFolder, write_json_atomic
+from .run_folder import RunFolder, RunPlan, write_json_atomic
+from .sender import Progress, SendCounts, Sender, SendOptions, require_key
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+Announce = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ class LiveRequest:
     run_dir: Path
     resume: bool
     config: LiveConfig
-    options: RunOptions
+    options: SendOptions
     prices: Prices
     repeats: int = 1
     baseline: bool = False
@@ -74,88 +65,123 @@ class LiveRequest:
     api_key: str | None = None
     base_url: str | None = None
 
+    @property
+    def recordings(self) -> Path:
+        return self.recordings_dir or self.evals_dir / "recordings"
+
 
 @dataclass
 class LiveOutcome:
+    """What a live run did: its folder and plan, this invocation's counts, the report, the
+    offline run's results (for its reports) and the recordings pruned."""
+
     folder: RunFolder
     plan: RunPlan
-    tally: Tally
-    report: dict[str, Any]
+    counts: SendCounts
+    report: LiveReport
     offline_run: Any  # evals.runner.RunResult: the offline run's reports need it
-    estimate_usd: float | None
+    judge_errors: list[str] = field(default_factory=list)
     pruned: list[Path] = field(default_factory=list)
+
+    def summary_lines(self) -> list[str]:
+        """What the terminal shows after the run: flaky, unsent and failed cases, the
+        baseline's difference, requests and cost, the judge."""
+        report, counts = self.report, self.counts
+        lines = []
+        for case in report.cases:
+            if case.flaky:
+                lines.append(f"flaky: {case.case_id} ({case.arm}) passed {case.passes}/"
+                             f"{case.scored} repeats")
+            if case.statuses.get("budget_exceeded"):
+                lines.append(f"budget_exceeded: {case.case_id} ({case.arm}): "
+                             f"{case.statuses['budget_exceeded']} answer(s) not asked")
+            if case.statuses.get("error"):
+                lines.append(f"error: {case.case_id} ({case.arm}): {case.statuses['error']} "
+                             f"answer(s) failed after retries; see {self.folder.results_path}")
+        for row in report.baseline:
+            delta = "" if row.delta is None else f" ({row.delta:+.0%})"
+            lines.append(f"baseline: {row.case_id}: agent {_pct(row.agent_pass_rate)}, "
+                         f"without it {_pct(row.baseline_pass_rate)}{delta}")
+        totals, cache = report.totals, report.totals.cache
+        lines.append(
+            f"{counts.sent} request(s) sent ({counts.attempts} attempts), {counts.from_store} "
+            f"answered from stored answers, {counts.skipped} already in the run; cost "
+            f"${totals.cost_usd:.4f}; cache {cache.write_tokens} written, {cache.read_tokens} "
+            f"read, hit rate {_pct(cache.hit_rate)}; status {report.status}")
+        judge = report.judge
+        if judge and (judge.sent or judge.skipped_for_budget or judge.failed):
+            lines.append(f"judge {judge.model}: {judge.sent} vote(s) sent, cost "
+                         f"${judge.cost_usd:.4f}; {judge.skipped_for_budget} not sent (budget), "
+                         f"{judge.failed} failed")
+        return lines
 
     def failure(self) -> PlumberError | None:
         """The error that carries the run's exit code, or None when every case passes. The
         budget comes first (a partial run gives no verdict on the suite; the failures it found
         are still listed), then a failed case, then requests that failed for good."""
-        totals = self.report["totals"]
-        unsent = int(totals["budget_exceeded"])
-        votes = int(self.report.get("judge", {}).get("skipped_for_budget") or 0)
-        if unsent or votes:
-            return BudgetExceeded(f"--max-usd stopped the run: {unsent} answer(s) and {votes} "
-                                  "judge vote(s) not sent")
-        if any(c["status"] == "fail" for c in self.report["cases"] if c["arm"] == "agent"):
+        totals, judge = self.report.totals, self.report.judge
+        votes = judge.skipped_for_budget if judge else 0
+        if totals.budget_exceeded or votes:
+            return BudgetExceeded(f"--max-usd stopped the run: {totals.budget_exceeded} "
+                                  f"answer(s) and {votes} judge vote(s) not sent")
+        if self.report.agent_failed:
             return CheckFailed()
-        if totals["error"] or totals["missing"]:
-            return RequestsFailed(f"{totals['error'] + totals['missing']} answer(s) missing "
-                                  f"after their retries; see {self.folder.results_path}")
+        if totals.error or totals.missing:
+            return RequestsFailed(f"{totals.error + totals.missing} answer(s) missing after "
+                                  f"their retries; see {self.folder.results_path}")
         return None
 
 
-Announce = Callable[[str], None]
+@dataclass
+class _Run:
+    """What the steps share: the suite, the plan, where answers and votes live, the sender."""
+
+    req: LiveRequest
+    suite: Suite
+    folder: RunFolder
+    plan: RunPlan
+    stores: Stores
+    judge_store: LayeredJudgeStore
+    sender: Sender
+    estimate_usd: float | None = None
+
+    def case(self, item: WorkItem) -> Case:
+        return next(c for c in self.suite.cases if c.id == item.case_id)
 
 
-def require_key_for_what_is_left(items: tuple[WorkItem, ...], folder: RunFolder, stores: Stores,
-                                 suite: Any, judge_store: LayeredJudgeStore) -> None:
-    """Without a key, every answer and every judge vote the run needs must already be stored;
-    checked before the run folder is created or anything is sent (one line, exit 2)."""
-    done = folder.results() if folder.spec_path.is_file() else {}
-    texts: list[tuple[WorkItem, str]] = []
-    unanswered: list[WorkItem] = []
-    for item in items:
-        result = done.get(item.key, {})
-        text = result.get("text") if result.get("status") == "ok" else _stored_text(item, stores)
-        if isinstance(text, str):
-            texts.append((item, text))
-        else:
-            unanswered.append(item)
-    if unanswered:
-        require_key(None, unanswered)
-    by_id = {c.id: c for c in suite.cases}
-    votes = pending_votes(suite, [(by_id[i.case_id], t) for i, t in texts if i.case_id in by_id],
-                          judge_store)
-    if votes:
-        raise InputError([Problem(
-            f"ANTHROPIC_API_KEY is not set and {len(votes)} judge vote(s) on stored answers have "
-            "no stored verdict; set the key, or record the votes once with a live run and "
-            "--record")])
+def evaluate_live(req: LiveRequest, *, announce: Announce | None = None,
+                  progress: Progress | None = None) -> LiveOutcome:
+    """Plan (or resume), send, judge, score and write (see the module docstring)."""
+    say = announce or (lambda _: None)
+    run = _plan(req)
+    if not req.api_key and not req.options.replay:
+        _require_stored(run)
+    if not req.resume:
+        run.folder.start(run.plan)
+    _announce_estimate(run, say)
+    counts = _send(run, progress)
+    judge = None if req.options.replay else _judge(run, say, progress)
+    report, offline_run = _score(run, judge)
+    pruned = _write(run, report)
+    return LiveOutcome(run.folder, run.plan, counts, report, offline_run,
+                       judge.errors if judge else [], pruned)
 
 
-def _stored_text(item: WorkItem, stores: Stores) -> str | None:
-    for _, store in stores.lookup:
-        data = store.get(item.case_id, item.arm, item.key)
-        if data is not None:
-            text = data.get("response", {}).get("text")
-            return text if isinstance(text, str) else None
-    return None
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
-def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
-                  progress: Callable[[Mapping[str, Any]], None] | None = None) -> LiveOutcome:
+def _plan(req: LiveRequest) -> _Run:
+    """Load the suite, plan the items (or read them back from the run folder), open the
+    stores; nothing is written yet."""
     from ..build import build_pack
     from ..evals import cases as cases_mod
-    from ..evals import runner as offline
-    from ..evals.answers import Answer
-    from ..evals.scorers import Resources
-    from ..evals.scoring import score_case
 
-    say = announce or (lambda _: None)
-    checklists = cases_mod.load_checklists(req.kb_dir)
-    suite = cases_mod.load_suite(req.evals_dir, checklists, with_answers=False)
+    suite = cases_mod.load_suite(req.evals_dir, cases_mod.load_checklists(req.kb_dir),
+                                 with_answers=False)
     folder = RunFolder(req.run_dir)
     if req.resume:
-        plan = load(folder)
+        plan = folder.load_plan()
     else:
         chosen = cases_mod.select(suite.cases, ids=req.case_ids, tags=req.tags,
                                   commands=req.commands)
@@ -166,123 +192,164 @@ def run_live_eval(req: LiveRequest, *, announce: Announce | None = None,
                            baseline=req.baseline)
         plan = RunPlan(req.config, tuple(items), prompts.agent_body, req.repeats, req.baseline,
                        req.batch, suite.kb_digest, {"pass_rule": req.pass_rule})
-    by_id = {c.id: c for c in suite.cases}
-    missing_cases = sorted({i.case_id for i in plan.items} - by_id.keys())
-    if missing_cases:
+    missing = sorted({i.case_id for i in plan.items} - {c.id for c in suite.cases})
+    if missing:
         raise InputError([Problem(f"the run has case '{c}', which the eval folder no longer "
-                                  "has", file=folder.spec_path.as_posix()) for c in missing_cases])
+                                  "has", file=folder.spec_path.as_posix()) for c in missing])
+    check_model_differs_from_judge(plan.config.model)
+    return _Run(req, suite, folder, plan, _stores(req), _judge_store(req),
+                Sender(req.options, req.prices, req.api_key, req.base_url,
+                       spent_usd=folder.spent_usd() if req.resume else 0.0))
 
-    model = plan.config.model
-    check_model_differs_from_judge(model)
-    recordings = req.recordings_dir or req.evals_dir / "recordings"
-    record_store = AnswerStore(recordings)
+
+def _stores(req: LiveRequest) -> Stores:
+    record_store = AnswerStore(req.recordings)
     lookup: list[tuple[str, AnswerStore]] = [("recording", record_store)]
     cache = AnswerStore(req.cache_dir) if req.cache_dir else None
     if cache is not None:
         lookup.append(("cache", cache))
-    stores = Stores(lookup=lookup, cache=cache,
-                    record_to=record_store if req.record else None)
-    judge_dirs = [recordings / "judge", *([req.cache_dir / "judge"] if req.cache_dir else [])]
-    judge_write = recordings / "judge" if req.record else (
-        req.cache_dir / "judge" if req.cache_dir else None)
-    judge_store = LayeredJudgeStore(judge_dirs, judge_write)
-    if not req.api_key and not req.options.replay:
-        require_key_for_what_is_left(plan.items, folder, stores, suite, judge_store)
-    if not req.resume:
-        start(folder, plan)
+    return Stores(lookup=lookup, cache=cache, record_to=record_store if req.record else None)
 
-    done = folder.results()
-    left = [i for i in plan.items if done.get(i.key, {}).get("status") != "ok"]
+
+def _judge_store(req: LiveRequest) -> LayeredJudgeStore:
+    """Votes are read from the recordings, then the cache; written where answers are kept."""
+    cache = req.cache_dir / "judge" if req.cache_dir else None
+    write = req.recordings / "judge" if req.record else cache
+    return LayeredJudgeStore([req.recordings / "judge", *([cache] if cache else [])], write)
+
+
+def _require_stored(run: _Run) -> None:
+    """Without a key, every answer and every judge vote the run needs must already be stored;
+    checked before the run folder is created or anything is sent (one line, exit 2)."""
+    done = run.folder.results() if run.folder.spec_path.is_file() else {}
+    texts: list[tuple[Case, str]] = []
+    unanswered = 0
+    for item in run.plan.items:
+        result = done.get(item.key, {})
+        text = (result.get("text") if result.get("status") == "ok"
+                else run.stores.stored_text(item))
+        if isinstance(text, str):
+            texts.append((run.case(item), text))
+        else:
+            unanswered += 1
+    if unanswered:
+        require_key(None, unanswered, "request(s) have no stored answer",
+                    "run offline from recordings with --replay")
+    votes = pending_votes(run.suite, texts, run.judge_store)
+    if votes:
+        require_key(None, len(votes), "judge vote(s) on stored answers have no stored verdict",
+                    "record the votes once with a live run and --record")
+
+
+def _announce_estimate(run: _Run, say: Announce) -> None:
+    """Before sending: at most what the answers left to ask cost, and, apart, the votes."""
+    req, model = run.req, run.plan.config.model
+    done = run.folder.results()
+    left = [i for i in run.plan.items if done.get(i.key, {}).get("status") != "ok"]
     price = req.prices.find(model)
-    estimate_usd = None
     if price is not None:
-        est = estimate(left, req.prices, price, batch=plan.batch)
-        estimate_usd = est.max_usd
+        est = estimate(left, req.prices, price, batch=run.plan.batch)
+        run.estimate_usd = est.max_usd
         say(f"estimate: at most ${est.max_usd:.4f} for {est.requests} request(s) to {model} "
             f"(input ${est.input_usd:.4f}, output at most ${est.output_max_usd:.4f}); "
             "stored answers cost nothing")
     else:
         say(f"estimate: no price for model '{model}' in {req.prices.source}")
-    if not req.options.replay:
-        vote_count, judge_usd = estimate_judge(
-            suite, [by_id[i.case_id] for i in left], plan.config.max_tokens, req.prices)
-        if vote_count:
-            bound = "no price known" if judge_usd is None else f"at most ${judge_usd:.4f}"
-            say(f"estimate: judge {JUDGE_MODEL}, at most {vote_count} vote(s), {bound}; "
-                "stored votes cost nothing")
+    if req.options.replay:
+        return
+    vote_count, judge_usd = estimate_judge(run.suite, [run.case(i) for i in left],
+                                           run.plan.config.max_tokens, req.prices)
+    if vote_count:
+        bound = "no price known" if judge_usd is None else f"at most ${judge_usd:.4f}"
+        say(f"estimate: judge {JUDGE_MODEL}, at most {vote_count} vote(s), {bound}; "
+            "stored votes cost nothing")
 
-    options = req.options
-    common: dict[str, Any] = {"options": options, "prices": req.prices, "model": model,
-                              "stores": stores, "api_key": req.api_key,
-                              "base_url": req.base_url, "ttl": plan.config.cache_ttl,
-                              "progress": progress}
-    if plan.batch:
+
+def _send(run: _Run, progress: Progress | None) -> SendCounts:
+    """Bring every planned item to a result line: through the sender, or Message Batches."""
+    if run.plan.batch:
         from .batch import execute_batch
 
-        tally = execute_batch(plan.items, folder, poll_interval=req.poll_interval, **common)
-    else:
-        tally = execute(plan.items, folder, **common)
+        return execute_batch(run.plan.items, run.folder, sender=run.sender, stores=run.stores,
+                             model=run.plan.config.model, ttl=run.plan.config.cache_ttl,
+                             poll_interval=run.req.poll_interval, progress=progress)
+    return send_answers(run.plan.items, run.folder, sender=run.sender, stores=run.stores,
+                        progress=progress)
 
-    results = folder.results()
+
+def _judge(run: _Run, say: Announce, progress: Progress | None) -> JudgeSummary:
+    """Ask the judge for every vote the answers need and no store holds, through the same
+    sender, held to what the run has spent so far."""
+    results = run.folder.results()
+    answered = [(run.case(item), str(results[item.key].get("text") or ""))
+                for item in run.plan.items if results.get(item.key, {}).get("status") == "ok"]
+    votes = pending_votes(run.suite, answered, run.judge_store)
+    if votes:
+        say(f"judge: asking {JUDGE_MODEL} for {len(votes)} vote(s)")
+    run.sender.budget.spent = run.folder.spent_usd()
+    summary = ask_judge(votes, run.judge_store, run.sender, progress=progress)
+    for error in summary.errors[:3]:
+        say(f"judge: {error}")
+    return summary
+
+
+def _score(run: _Run, judge: JudgeSummary | None) -> tuple[LiveReport, Any]:
+    """Score every answer with the offline scorers; the live report and the offline run."""
+    from ..evals import runner as offline
+    from ..evals.scorers import Resources
+    from ..evals.scoring import score_case
+
+    results = run.folder.results()
     verdicts: dict[str, Verdict] = {}
     offline_results = []
-    judge = None
-    if not options.replay:
-        answered = [(by_id[item.case_id], str(results[item.key].get("text") or ""))
-                    for item in plan.items
-                    if results.get(item.key, {}).get("status") == "ok"]
-        votes = pending_votes(suite, answered, judge_store)
-        if votes:
-            say(f"judge: asking {JUDGE_MODEL} for {len(votes)} vote(s)")
-        answers_usd = sum(float(r.get("cost_usd") or 0.0) for r in results.values())
-        judge = ask_judge(votes, judge_store, options=options, prices=req.prices,
-                          spent_before=answers_usd, api_key=req.api_key, base_url=req.base_url)
-    with Resources(judge_store=judge_store) as resources:
-        for item in plan.items:
+    with Resources(judge_store=run.judge_store) as resources:
+        for item in run.plan.items:
             result = results.get(item.key)
             if not result or result.get("status") != "ok":
                 continue
-            case = by_id[item.case_id]
-            provenance: Literal["live", "recorded"] = (
-                "live" if result.get("source") in ("api", "batch") else "recorded")
-            answer = Answer(str(result.get("text") or ""), provenance,
-                            f"{folder.results_path.as_posix()}#{item.key[:12]}",
-                            meta={"model": str(result.get("model") or model),
-                                  "repeat": str(item.repeat), "key": item.key,
-                                  "arm": item.arm, "source": str(result.get("source"))})
-            scored = score_case(case, answer, suite.rubric_for(case), resources=resources)
+            case = run.case(item)
+            scored = score_case(case, _answer(run, item, result), run.suite.rubric_for(case),
+                                resources=resources)
             verdicts[item.key] = Verdict(scored.status, scored.score)
             if item.arm == "agent":
                 offline_results.append(scored)
-    chosen_cases = tuple(by_id[c] for c in dict.fromkeys(i.case_id for i in plan.items))
+    chosen = tuple(run.case(i) for i in {i.case_id: i for i in run.plan.items}.values())
+    model = run.plan.config.model
     offline_run = offline.RunResult(
-        {**offline.run_spec(suite, chosen_cases, "live"), "live_run": req.run_dir.as_posix(),
-         "model": model},
-        offline_results)
-    report = build_report(plan.items, results, verdicts, model=model, repeats=plan.repeats,
-                          pass_rule=req.pass_rule, estimate_usd=estimate_usd)
-    if judge is not None:
-        report["judge"] = judge.to_json()
-        for error in judge.errors[:3]:
-            say(f"judge: {error}")
-    write_json_atomic(folder.path / REPORT_JSON, report)
-    atomic.write_atomic(folder.path / REPORT_MD, markdown(report))
-
-    pruned: list[Path] = []
-    if req.record:
-        pruned = _prune_recordings(plan.items, results, record_store)
-    return LiveOutcome(folder, plan, tally, report, offline_run, estimate_usd, pruned)
+        {**offline.run_spec(run.suite, chosen, "live"),
+         "live_run": run.req.run_dir.as_posix(), "model": model}, offline_results)
+    report = build_report(run.plan.items, results, verdicts, model=model,
+                          repeats=run.plan.repeats, pass_rule=run.req.pass_rule,
+                          estimate_usd=run.estimate_usd,
+                          judge=judge.use() if judge is not None else None)
+    return report, offline_run
 
 
-def _prune_recordings(items: tuple[WorkItem, ...], results: Mapping[str, Mapping[str, Any]],
-                      store: AnswerStore) -> list[Path]:
-    """Once every repeat of a case is answered, drop its recordings from earlier runs: the
-    offline run replays every recording of a case."""
+def _answer(run: _Run, item: WorkItem, result: Mapping[str, Any]) -> Any:
+    from ..evals.answers import Answer
+
+    provenance: Literal["live", "recorded"] = (
+        "live" if result.get("source") in ("api", "batch") else "recorded")
+    return Answer(str(result.get("text") or ""), provenance,
+                  f"{run.folder.results_path.as_posix()}#{item.key[:12]}",
+                  meta={"model": str(result.get("model") or run.plan.config.model),
+                        "repeat": str(item.repeat), "key": item.key, "arm": item.arm,
+                        "source": str(result.get("source"))})
+
+
+def _write(run: _Run, report: LiveReport) -> list[Path]:
+    """The live report into the run folder; with `--record`, older recordings of every case
+    whose repeats are all answered are pruned (the offline run replays every recording)."""
+    write_json_atomic(run.folder.path / REPORT_JSON, report.to_json())
+    atomic.write_atomic(run.folder.path / REPORT_MD, report.markdown())
+    if not run.req.record or run.stores.record_to is None:
+        return []
+    results = run.folder.results()
     groups: dict[tuple[str, str], list[WorkItem]] = {}
-    for item in items:
+    for item in run.plan.items:
         groups.setdefault((item.case_id, item.arm), []).append(item)
     removed: list[Path] = []
     for (case_id, arm), group in groups.items():
         if all(results.get(i.key, {}).get("status") == "ok" for i in group):
-            removed += store.prune(case_id, arm, {i.key for i in group})
+            removed += run.stores.record_to.prune(case_id, arm, {i.key for i in group})
     return removed

@@ -3,8 +3,9 @@ held to the run's budget.
 
 Offline, judge checks read recorded verdicts (`evals/recordings/judge/`). In a live run, once the
 answers are in, every vote the answers' judge checks need and no store holds is sent to the
-judge model, `-j` at a time (the SDK retries 429/529 honouring `retry-after`), and stored beside
-the answers: in the recordings with `--record`, else in the local cache. Scoring then reads them
+judge model as a work item of the run's one `Sender`: the same concurrency, retries, budget,
+billing of failed attempts and key redaction as the answers. Each verdict is stored beside the
+answers: in the recordings with `--record`, else in the local cache. Scoring then reads them
 like recorded ones, so a rerun or a replay asks nothing. A vote that would pass `--max-usd` is
 not sent: its check is "not scored" and the run ends with the budget status. `--replay` sends
 no vote.
@@ -12,9 +13,8 @@ no vote.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,16 @@ from ..errors import InputError, Problem
 from ..evals.cases import Case, Suite
 from ..evals.scorers.judge import (
     DEFAULT_VOTES,
-    JUDGE_MAX_TOKENS,
     JUDGE_MODEL,
     JudgeStore,
     judge_request,
     request_key,
 )
-from .prices import MTOK, ModelPrice, Prices, Usage, estimate_tokens
-from .runner import RunOptions, redact
+from .budget import request_worst_case_usd
+from .prices import Prices
+from .report import JudgeUse
+from .request import WorkItem
+from .sender import Progress, Sender
 
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
 
@@ -75,9 +77,15 @@ class LayeredJudgeStore(JudgeStore):
 
 @dataclass(frozen=True)
 class Vote:
+    """One judge request: the vote's index among the check's votes, and its key."""
+
     key: str
     vote: int
     request: dict[str, Any]
+    case_id: str
+
+    def work_item(self) -> WorkItem:
+        return WorkItem(self.key, self.case_id, "judge", self.vote, self.request, "")
 
 
 def pending_votes(suite: Suite, answered: Iterable[tuple[Case, str]],
@@ -95,17 +103,8 @@ def pending_votes(suite: Suite, answered: Iterable[tuple[Case, str]],
                 key = request_key(request, vote)
                 if key not in seen and store.get(key) is None:
                     seen.add(key)
-                    out.append(Vote(key, vote, request))
+                    out.append(Vote(key, vote, request, case.id))
     return out
-
-
-def vote_bound_usd(request: dict[str, Any], price: ModelPrice, *, extra_tokens: int = 0) -> float:
-    """At most what one vote costs: its input (plus `extra_tokens`) at the dearer input rate,
-    and all of its `max_tokens` written."""
-    text = str(request.get("system", "")) + str(request.get("messages", ""))
-    tokens = estimate_tokens(text) + extra_tokens
-    return (tokens * max(price.input, price.cache_write_5m)
-            + int(request.get("max_tokens", JUDGE_MAX_TOKENS)) * price.output) / MTOK
 
 
 def estimate_judge(suite: Suite, cases: Iterable[Case], answer_max_tokens: int,
@@ -124,7 +123,8 @@ def estimate_judge(suite: Suite, cases: Iterable[Case], answer_max_tokens: int,
             n = int(check.args.get("votes", DEFAULT_VOTES))
             count += n
             if price is not None:
-                usd += n * vote_bound_usd(request, price, extra_tokens=answer_max_tokens)
+                usd += n * request_worst_case_usd(request, price,
+                                                  extra_tokens=answer_max_tokens)
     return count, (usd if price is not None else None)
 
 
@@ -136,63 +136,23 @@ class JudgeSummary:
     cost_usd: float = 0.0
     errors: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"model": JUDGE_MODEL, "sent": self.sent, "failed": self.failed,
-                "skipped_for_budget": self.skipped_for_budget,
-                "cost_usd": round(self.cost_usd, 6)}
+    def use(self) -> JudgeUse:
+        return JudgeUse(JUDGE_MODEL, self.sent, self.failed, self.skipped_for_budget,
+                        self.cost_usd)
 
 
-def ask_judge(votes: list[Vote], store: JudgeStore, *, options: RunOptions, prices: Prices,
-              spent_before: float, api_key: str | None, base_url: str | None) -> JudgeSummary:
-    """Send `votes`, at most `options.jobs` at a time, storing each verdict as it arrives."""
-    summary = JudgeSummary()
-    if votes and not api_key:
-        raise InputError([Problem(
-            f"ANTHROPIC_API_KEY is not set and {len(votes)} judge vote(s) have no stored "
-            "verdict; set the key, or record the votes once with a live run and --record")])
-    if votes:
-        asyncio.run(_ask(votes, store, options, prices, spent_before, api_key, base_url,
-                         summary))
-    return summary
+def ask_judge(votes: list[Vote], store: JudgeStore, sender: Sender, *,
+              progress: Progress | None = None) -> JudgeSummary:
+    """Send `votes` through the run's sender, storing each verdict as it arrives."""
 
+    def keep(item: WorkItem, line: dict[str, Any], usage_api: Mapping[str, Any] | None) -> None:
+        if line["status"] == "ok":
+            store.put(item.key, item.repeat, dict(item.request), str(line["text"]))
 
-async def _ask(votes: list[Vote], store: JudgeStore, options: RunOptions, prices: Prices,
-               spent_before: float, api_key: str | None, base_url: str | None,
-               summary: JudgeSummary) -> None:
-    import anthropic  # slow to import: only where a live call is made
-
-    price = prices.find(JUDGE_MODEL)
-    limit = asyncio.Semaphore(options.jobs)
-    reserved = 0.0
-
-    async def one(client: anthropic.AsyncAnthropic, vote: Vote) -> None:
-        nonlocal reserved
-        async with limit:
-            cost_bound = 0.0
-            if options.max_usd is not None:
-                cost_bound = (vote_bound_usd(vote.request, price) if price is not None
-                              else float("inf"))
-                if spent_before + summary.cost_usd + reserved + cost_bound > options.max_usd:
-                    summary.skipped_for_budget += 1
-                    return
-                reserved += cost_bound
-            try:
-                message = await client.messages.create(**vote.request)
-            except anthropic.APIError as err:
-                summary.failed += 1
-                summary.errors.append(redact(f"{type(err).__name__}: {err}", api_key))
-                return
-            finally:
-                reserved -= cost_bound
-            summary.sent += 1
-            if price is not None:
-                summary.cost_usd += prices.cost(price, Usage.from_api(message.usage.model_dump()))
-            text = "".join(b.text for b in message.content if b.type == "text")
-            store.put(vote.key, vote.vote, vote.request, text)
-
-    client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url,
-                                      max_retries=options.max_retries, timeout=options.timeout)
-    try:
-        await asyncio.gather(*(one(client, vote) for vote in votes))
-    finally:
-        await client.close()
+    counts = sender.send([v.work_item() for v in votes], keep,
+                         what="judge vote(s) have no stored verdict",
+                         fix="record the votes once with a live run and --record",
+                         progress=progress)
+    return JudgeSummary(sent=counts.ok, failed=counts.errors,
+                        skipped_for_budget=counts.budget_exceeded, cost_usd=counts.spent_usd,
+                        errors=counts.error_texts)

@@ -20,7 +20,7 @@ meets one answer, not the best of k), `any` (pass@k) or `majority`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from .. import untrusted_text as untrusted
@@ -41,45 +41,140 @@ class Verdict:
     score: float | None = None
 
 
+@dataclass(frozen=True)
+class CaseRow:
+    """One case and arm over its repeats."""
+
+    case_id: str
+    arm: str
+    k: int
+    answered: int
+    scored: int
+    passes: int
+    pass_rate: float | None
+    pass_at_k: bool | None
+    pass_hat_k: bool | None
+    flaky: bool
+    mean_score: float | None
+    status: str
+    statuses: dict[str, int]
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """What the agent's system prompt changes for one case."""
+
+    case_id: str
+    agent_pass_rate: float | None
+    baseline_pass_rate: float | None
+    delta: float | None
+    agent_mean_score: float | None
+    baseline_mean_score: float | None
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    write_tokens: int
+    read_tokens: int
+    hit_rate: float | None
+    requests_reading: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Every answer of the run folder, whichever invocation asked for it."""
+
+    items: int
+    ok: int
+    error: int
+    budget_exceeded: int
+    missing: int
+    from_api: int
+    from_store: int
+    cost_usd: float
+    estimate_usd: float | None
+    usage: Usage
+    cache: CacheUse
+
+
+@dataclass(frozen=True)
+class JudgeUse:
+    """The judge's votes in this invocation: sent, failed, not sent for the budget, cost."""
+
+    model: str
+    sent: int
+    failed: int
+    skipped_for_budget: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class LiveReport:
+    """The live run's report; `to_json` is `report.json`, `markdown` is `report.md`."""
+
+    model: str
+    repeats: int
+    pass_rule: PassRule
+    status: str
+    cases: list[CaseRow]
+    baseline: list[BaselineRow]
+    totals: Totals
+    judge: JudgeUse | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        totals = asdict(self.totals)
+        totals["usage"] = self.totals.usage.to_json()
+        totals["cost_usd"] = round(self.totals.cost_usd, 6)
+        if self.totals.estimate_usd is not None:
+            totals["estimate_usd"] = round(self.totals.estimate_usd, 6)
+        out = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "model": self.model,
+               "repeats": self.repeats, "pass_rule": self.pass_rule, "status": self.status,
+               "cases": [asdict(c) for c in self.cases],
+               "baseline": [asdict(b) for b in self.baseline], "totals": totals}
+        if self.judge is not None:
+            out["judge"] = {**asdict(self.judge), "cost_usd": round(self.judge.cost_usd, 6)}
+        return out
+
+    def markdown(self) -> str:
+        return markdown(self.to_json())
+
+    @property
+    def agent_failed(self) -> bool:
+        return any(c.status == "fail" for c in self.cases if c.arm == "agent")
+
+
 def build_report(items: Sequence[WorkItem], results: Mapping[str, Mapping[str, Any]],
                  verdicts: Mapping[str, Verdict], *, model: str, repeats: int,
-                 pass_rule: PassRule = "all", estimate_usd: float | None = None
-                 ) -> dict[str, Any]:
+                 pass_rule: PassRule = "all", estimate_usd: float | None = None,
+                 judge: JudgeUse | None = None) -> LiveReport:
     groups: dict[tuple[str, str], list[WorkItem]] = {}
     for item in items:
         groups.setdefault((item.case_id, item.arm), []).append(item)
     cases = [_case(case_id, arm, group, results, verdicts, pass_rule)
              for (case_id, arm), group in groups.items()]
-    by = {(c["case_id"], c["arm"]): c for c in cases}
-    baseline = []
-    for (case_id, arm), case in by.items():
-        other = by.get((case_id, "baseline"))
-        if arm == "agent" and other is not None:
-            baseline.append({
-                "case_id": case_id,
-                "agent_pass_rate": case["pass_rate"], "baseline_pass_rate": other["pass_rate"],
-                "delta": _sub(case["pass_rate"], other["pass_rate"]),
-                "agent_mean_score": case["mean_score"],
-                "baseline_mean_score": other["mean_score"],
-            })
+    by = {(c.case_id, c.arm): c for c in cases}
+    baseline = [BaselineRow(case.case_id, case.pass_rate, other.pass_rate,
+                            _sub(case.pass_rate, other.pass_rate), case.mean_score,
+                            other.mean_score)
+                for (case_id, arm), case in by.items()
+                if arm == "agent" and (other := by.get((case_id, "baseline"))) is not None]
     totals = _totals(items, results, estimate_usd)
-    agent = [c for c in cases if c["arm"] == "agent"]
-    if totals["budget_exceeded"]:
+    agent = [c for c in cases if c.arm == "agent"]
+    if totals.budget_exceeded or (judge is not None and judge.skipped_for_budget):
         status = "budget_exceeded"
-    elif any(c["status"] == "fail" for c in agent):
+    elif any(c.status == "fail" for c in agent):
         status = "fail"
-    elif any(c["status"] == "incomplete" for c in agent):
+    elif any(c.status == "incomplete" for c in agent):
         status = "incomplete"
     else:
         status = "pass"
-    return {"format": REPORT_FORMAT, "version": REPORT_VERSION, "model": model,
-            "repeats": repeats, "pass_rule": pass_rule, "status": status, "cases": cases,
-            "baseline": baseline, "totals": totals}
+    return LiveReport(model, repeats, pass_rule, status, cases, baseline, totals, judge)
 
 
 def _case(case_id: str, arm: str, group: list[WorkItem],
           results: Mapping[str, Mapping[str, Any]], verdicts: Mapping[str, Verdict],
-          rule: PassRule) -> dict[str, Any]:
+          rule: PassRule) -> CaseRow:
     statuses: dict[str, int] = {}
     scored = passes = 0
     scores: list[float] = []
@@ -104,19 +199,15 @@ def _case(case_id: str, arm: str, group: list[WorkItem],
         case_status = "pass" if passes > 0 else "fail"
     else:
         case_status = "pass" if passes * 2 > k else "fail"
-    return {
-        "case_id": case_id, "arm": arm, "k": k, "answered": answered, "scored": scored,
-        "passes": passes, "pass_rate": passes / scored if scored else None,
-        "pass_at_k": (passes > 0) if complete else None,
-        "pass_hat_k": (passes == k) if complete else None,
-        "flaky": 0 < passes < scored,
-        "mean_score": sum(scores) / len(scores) if scores else None,
-        "status": case_status, "statuses": statuses,
-    }
+    return CaseRow(case_id, arm, k, answered, scored, passes,
+                   passes / scored if scored else None,
+                   (passes > 0) if complete else None, (passes == k) if complete else None,
+                   0 < passes < scored, sum(scores) / len(scores) if scores else None,
+                   case_status, statuses)
 
 
 def _totals(items: Sequence[WorkItem], results: Mapping[str, Mapping[str, Any]],
-            estimate_usd: float | None) -> dict[str, Any]:
+            estimate_usd: float | None) -> Totals:
     counts = {"ok": 0, "error": 0, "budget_exceeded": 0, "missing": 0}
     fresh = stored = 0
     cost = 0.0
@@ -139,15 +230,10 @@ def _totals(items: Sequence[WorkItem], results: Mapping[str, Mapping[str, Any]],
         else:
             stored += 1
     prompt = usage.prompt
-    return {
-        "items": len(items), **counts, "from_api": fresh, "from_store": stored,
-        "cost_usd": round(cost, 6),
-        "estimate_usd": None if estimate_usd is None else round(estimate_usd, 6),
-        "usage": usage.to_json(),
-        "cache": {"write_tokens": usage.cache_write, "read_tokens": usage.cache_read,
-                  "hit_rate": usage.cache_read / prompt if prompt else None,
-                  "requests_reading": reading, "requests": fresh_agent},
-    }
+    cache = CacheUse(usage.cache_write, usage.cache_read,
+                     usage.cache_read / prompt if prompt else None, reading, fresh_agent)
+    return Totals(len(items), counts["ok"], counts["error"], counts["budget_exceeded"],
+                  counts["missing"], fresh, stored, cost, estimate_usd, usage, cache)
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -159,7 +245,7 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(report: Mapping[str, Any]) -> str:
-    """A short Markdown summary for a pull request or a job summary."""
+    """A short Markdown summary of a `report.json`, for a pull request or a job summary."""
     totals = report["totals"]
     cache = totals["cache"]
     lines = [f"## Live eval: {report['status']}", "",

@@ -29,8 +29,9 @@ DEFAULT_MAX_TOKENS = 4096
 KEY_VERSION = 1
 """Bump when the key's recipe changes: every stored answer then misses, none is misread."""
 
-Arm = Literal["agent", "baseline"]
-"""`agent`: the agent body is the system prompt; `baseline`: the same message, no system prompt."""
+Arm = Literal["agent", "baseline", "judge"]
+"""`agent`: the agent body is the system prompt; `baseline`: the same message, no system prompt;
+`judge`: a vote of the judge model on an answer."""
 
 RESERVED = frozenset({"model", "max_tokens", "system", "messages", "stream"})
 

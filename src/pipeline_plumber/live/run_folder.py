@@ -1,4 +1,4 @@
-"""Where live answers go: the run folder (append-only, crash-safe) and answer stores (by key).
+"""A live run's folder: its plan (`spec.json`), its append-only, crash-safe results, its batch ids.
 
 Run folder, one per `plumber eval run --live` (`--resume DIR` continues it)::
 
@@ -19,17 +19,9 @@ Run folder, one per `plumber eval run --live` (`--resume DIR` continues it)::
 skip it and the next writer cuts it off before appending. The latest line per key wins, and a
 paid answer (`ok`) is never replaced by anything but another `ok` for the same key.
 
-Answer store (the local cache `.plumber/cache` and the committed `evals/recordings`): one JSON
-file per answer, `<root>/answers/<case-id>/<key>.json`, in the recording format the offline
-`plumber eval run` replays (`pipeline-plumber/recording`, version 1; see `evals/runner.py`)::
-
-    {"format": "pipeline-plumber/recording", "version": 1, "key": "<request key>",
-     "case_id": ..., "prompt_sha256": "<sha256 of the case's command and prompt>",
-     "repeat": 0, "model": ..., "request": {<Messages API request, no key>},
-     "response": {"text", "stop_reason", "usage", "model"}, "recorded_at": ...}
-
-The baseline arm's answers go to `<root>/baseline/answers/...` so that they are never replayed
-as the agent's. A store that cannot be read is a miss, never a crash.
+The spec holds everything needed to rebuild every request byte for byte (the system prompt once,
+each item's user message, the config), so `--resume DIR` finishes the run that was started even
+if the knowledge base or the cases changed since.
 """
 
 from __future__ import annotations
@@ -38,18 +30,18 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import atomic
+from .. import __version__, atomic
 from ..errors import InputError, Problem
 from ..jsonsource import MAX_JSON_BYTES, loads_bounded, read_json_file
+from .request import LiveConfig, WorkItem, build_request, request_key
 
 RUN_FORMAT = "pipeline-plumber/live-run"
 RUN_VERSION = 1
 RESULT_VERSION = 1
-RECORDING_FORMAT = "pipeline-plumber/recording"
-RECORDING_VERSION = 1
 
 SPEC_FILE = "spec.json"
 RESULTS_FILE = "results.jsonl"
@@ -208,6 +200,18 @@ class RunFolder:
             out[key] = record
         return out
 
+    def start(self, plan: RunPlan) -> None:
+        """Create the folder and write the plan; refuses a folder that holds a run."""
+        self.create(plan.to_spec())
+
+    def load_plan(self) -> RunPlan:
+        """The plan of the run in this folder, rebuilt from its spec."""
+        return plan_from_spec(self.load_spec(), self.spec_path.as_posix())
+
+    def spent_usd(self) -> float:
+        """What the answers in this folder cost so far."""
+        return sum(float(r.get("cost_usd") or 0.0) for r in self.results().values())
+
     def log(self) -> JsonlLog:
         return JsonlLog(self.results_path)
 
@@ -221,57 +225,71 @@ class RunFolder:
         write_json_atomic(self.batch_path, {"version": 1, "batches": list(batches)})
 
 
-# --------------------------------------------------------------------------- answer stores
+# --------------------------------------------------------------------------- the plan
 
 
-class AnswerStore:
-    """Answers by request key, one recording file each, under `<root>/answers/<case-id>/`."""
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run sends and how: rebuilt identically from `spec.json` on resume."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    config: LiveConfig
+    items: tuple[WorkItem, ...]
+    system: str
+    repeats: int
+    baseline: bool
+    batch: bool
+    kb_digest: str
+    extra: Mapping[str, Any]
 
-    def _path(self, case_id: str, arm: str, key: str) -> Path:
-        base = self.root if arm == "agent" else self.root / arm
-        return base / "answers" / case_id / f"{key}.json"
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "created": now_iso(),
+            "plumber_version": __version__,
+            "config": self.config.to_json(),
+            "options": {"repeats": self.repeats, "baseline": self.baseline, "batch": self.batch},
+            "kb_digest": self.kb_digest,
+            "extra": dict(self.extra),
+            "system": self.system,
+            "items": [{"key": i.key, "case_id": i.case_id, "arm": i.arm, "repeat": i.repeat,
+                       "prompt_sha256": i.prompt_sha256,
+                       "user": i.request["messages"][0]["content"]} for i in self.items],
+        }
 
-    def get(self, case_id: str, arm: str, key: str) -> dict[str, Any] | None:
-        data = read_json(self._path(case_id, arm, key))
-        if not isinstance(data, dict) or data.get("format") != RECORDING_FORMAT:
-            return None
-        if data.get("version") != RECORDING_VERSION or data.get("key") != key:
-            return None
-        response = data.get("response")
-        if not isinstance(response, dict) or not isinstance(response.get("text"), str):
-            return None
-        return data
 
-    def put(self, *, case_id: str, arm: str, key: str, prompt_sha256: str, repeat: int,
-            model: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> Path:
-        path = self._path(case_id, arm, key)
-        record = {"format": RECORDING_FORMAT, "version": RECORDING_VERSION, "key": key,
-                  "case_id": case_id, "prompt_sha256": prompt_sha256, "repeat": repeat,
-                  "model": model, "request": dict(request), "response": dict(response),
-                  "recorded_at": now_iso()}
-        write_json_atomic(path, record, durable=False)
-        return path
+def plan_from_spec(spec: Mapping[str, Any], where: str) -> RunPlan:
+    """Rebuild the plan from a run folder's spec; every key must come out the same."""
+    try:
+        raw = spec["config"]
+        config = LiveConfig(model=raw["model"], max_tokens=int(raw["max_tokens"]),
+                            params=dict(raw.get("params") or {}),
+                            prompt_cache=bool(raw["prompt_cache"]), cache_ttl=raw["cache_ttl"])
+        system = str(spec["system"])
+        items = []
+        for entry in spec["items"]:
+            request = build_request(system if entry["arm"] == "agent" else None,
+                                    str(entry["user"]), config)
+            key = request_key(request, int(entry["repeat"]))
+            if key != entry["key"]:
+                raise InputError([Problem(f"item {entry['case_id']} repeat {entry['repeat']} "
+                                          "no longer matches its key: spec.json was edited",
+                                          file=where, field="items")])
+            items.append(WorkItem(key, str(entry["case_id"]), entry["arm"],
+                                  int(entry["repeat"]), request, str(entry["prompt_sha256"])))
+        options = spec["options"]
+        return RunPlan(config, tuple(items), system, int(options["repeats"]),
+                       bool(options["baseline"]), bool(options["batch"]),
+                       str(spec.get("kb_digest", "")), dict(spec.get("extra") or {}))
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError([Problem(f"spec.json is not a live run spec ({err})", file=where)]) \
+            from err
 
-    def keys_for(self, case_id: str, arm: str) -> dict[str, dict[str, Any]]:
-        """Every readable recording of a case, by key (to explain a miss, or prune)."""
-        base = self.root if arm == "agent" else self.root / arm
-        out = {}
-        for path in sorted((base / "answers" / case_id).glob("*.json")):
-            data = read_json(path)
-            if isinstance(data, dict) and data.get("format") == RECORDING_FORMAT:
-                out[path.stem] = data
-        return out
 
-    def prune(self, case_id: str, arm: str, keep: set[str]) -> list[Path]:
-        """Delete a case's recordings whose key is not in `keep` (stale ones): offline replay
-        reads every recording of a case, so old answers must not linger beside new ones."""
-        base = self.root if arm == "agent" else self.root / arm
-        removed = []
-        for path in sorted((base / "answers" / case_id).glob("*.json")):
-            if path.stem not in keep:
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        return removed
+def default_run_dir(root: Path) -> Path:
+    """`<root>/<UTC timestamp>`, unique."""
+    stamp = now_iso().replace(":", "").replace("-", "")[:15]
+    path = root / stamp
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
