@@ -65,6 +65,24 @@ def test_program_marks_examples_and_objects_never_created() -> None:
     assert "never creates" in program.steps[2].note
 
 
+def test_a_run_stamp_after_the_load_is_part_of_the_load_not_the_setup() -> None:
+    text = ("```sql\nCREATE TABLE etl_watermark (last_run_at TIMESTAMPTZ NOT NULL);\n"
+            "INSERT INTO etl_watermark VALUES (TIMESTAMPTZ '1970-01-01 00:00:00+00');\n"
+            "CREATE TABLE etl_run_log (started_at TIMESTAMPTZ NOT NULL);\n"
+            "CREATE TABLE src (id INT PRIMARY KEY, at TIMESTAMPTZ);\n"
+            "CREATE TABLE dst (id INT PRIMARY KEY, at TIMESTAMPTZ);\n"
+            "INSERT INTO etl_run_log VALUES (now());\n"
+            "INSERT INTO dst SELECT * FROM src WHERE at > (SELECT max(last_run_at) FROM "
+            "etl_watermark) ON CONFLICT (id) DO NOTHING;\n"
+            "INSERT INTO etl_watermark VALUES (now());\n"
+            "INSERT INTO dst VALUES (0, NULL);\n```\n")
+    program = build_program(Answer(text, "file"), "duckdb")
+    inserts = [(s.kind, s.target) for s in program.steps if s.statement == "INSERT"]
+    assert inserts == [("seed", "etl_watermark"), ("load", "etl_run_log"), ("load", "dst"),
+                       ("load", "etl_watermark"), ("load", "dst")]
+    assert [s.target for s in program.setup if s.kind == "seed"] == ["etl_watermark"]
+
+
 def test_warehouse_program_is_translated_or_not_executed() -> None:
     ok = build_program(Answer("```sql\nCREATE TABLE ds.t (id INT64 NOT NULL, ts TIMESTAMP) "
                               "PARTITION BY DATE(ts) OPTIONS (description = 'x');\n```", "file"),

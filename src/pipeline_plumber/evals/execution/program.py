@@ -4,7 +4,9 @@ Kinds, and what the execution model does with each:
 
 - `ddl`: CREATE / ALTER / COMMENT / DROP-before-CREATE: the setup, run in order by `run.setup`.
 - `seed`: INSERT of literal rows into a table the answer creates: run with the setup, where the
-  answer put it (a lookup table's rows before the facts that reference them).
+  answer put it (a lookup table's rows before the facts that reference them). Literal rows
+  placed after the answer's first load, or stamping the run into a bookkeeping table
+  (`INSERT INTO etl_watermark VALUES (now())`), are part of the load sequence instead.
 - `load`: the answer's INSERT..SELECT / upsert / UPDATE / DELETE / MERGE / TRUNCATE / overwrite
   that moves data: never part of the setup; replayed by the probes that test loads.
 - `maintenance`: SCD2 closing, retention (DELETE by age, DROP/DETACH of a partition), backfill:
@@ -451,6 +453,27 @@ def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: st
     return "load", statement, target, "", tree
 
 
+_BOOKKEEPING = re.compile(r"(watermark|checkpoint|bookmark|high_?water|_state$|^etl_|_runs?$|"
+                          r"run_?log|_log$|audit|control|cursor|offsets?$|_meta(data)?$|"
+                          r"^load_|_loads$)", re.I)
+_RUN_VALUE = re.compile(r"\b(now\s*\(|current_timestamp|current_date|localtimestamp|"
+                        r"clock_timestamp|statement_timestamp|transaction_timestamp|getdate|"
+                        r"sysdate|get_current_timestamp|gen_random_uuid|uuid\s*\()|"
+                        r"\(\s*SELECT\b", re.I)
+
+
+def _seed_or_load(sql: str, target: str | None, after_load: bool) -> tuple[StepKind, str]:
+    """A literal-row INSERT seeds the setup, unless it is part of the load sequence: placed
+    after the answer's first load, or stamping the run (the clock, a subquery) into a
+    bookkeeping table such as a watermark, run log or audit table."""
+    if after_load:
+        return "load", "literal rows written after the load, as part of each run"
+    if target and _BOOKKEEPING.search(target.split(".")[-1]) and _RUN_VALUE.search(
+            _without_strings(sql)):
+        return "load", "records the run in a bookkeeping table"
+    return "seed", ""
+
+
 def _without_strings(sql: str) -> str:
     return re.sub(r"'(?:[^']|'')*'|\$\$.*?\$\$|--[^\n]*|::\w+", "''", sql, flags=re.S)
 
@@ -481,6 +504,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
     for raw in raws:
         kind, statement, target, note, tree = _classify(raw, dialect, created_anywhere,
                                                         created_so_far)
+        if kind == "seed":
+            kind, note = _seed_or_load(raw.sql, target, any(s.kind == "load" for s in steps))
         steps.append(Step(len(steps), kind, raw.sql, raw.sql, raw.where, statement, target,
                           note, tree))
         if kind == "ddl" and statement.startswith("CREATE") and target:
