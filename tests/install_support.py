@@ -1,15 +1,10 @@
-"""Helpers for the install tests: run `plumber` as a user would, in a chosen folder."""
+"""Helpers for the install tests: what an install writes, and how a failure reads."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from pipeline_plumber.cli import cli
+from click.testing import Result
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(
@@ -19,23 +14,6 @@ COMMANDS = sorted(
 AGENT = "agents/data-engineer.md"
 INSTALLED = [AGENT, *(f"commands/de/{name}.md" for name in COMMANDS)]
 MANIFEST = ".pipeline-plumber.json"
-
-
-@contextmanager
-def working_directory(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
-
-
-def plumber_in(cwd: Path, *args: str, home: Path | None = None) -> Result:
-    """`plumber ARGS` run in-process from `cwd` (and with HOME=`home`, if given)."""
-    env = {"HOME": str(home)} if home else None
-    with working_directory(cwd):
-        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
 def one_error(result: Result) -> str:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from click.testing import CliRunner, Result
-
-from pipeline_plumber.cli import cli
-
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MINIMAL_KB = FIXTURES / "kb" / "minimal"
@@ -19,15 +15,6 @@ def copy_minimal_kb(tmp_path: Path) -> Path:
     kb = tmp_path / "kb"
     shutil.copytree(MINIMAL_KB, kb)
     return kb
-
-
-def plumber(*args: str, cwd: Path | None = None) -> Result:
-    """Run the CLI in-process, the way a user would type it."""
-    runner = CliRunner()
-    if cwd is None:
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-    with runner.isolated_filesystem(temp_dir=cwd):
-        return runner.invoke(cli, list(args), catch_exceptions=False)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kb_support import REPO, TEMPLATES, copy_minimal_kb, plumber, snapshot
+from kb_support import REPO, TEMPLATES, copy_minimal_kb, snapshot
 from pipeline_plumber import atomic, frontmatter
 from pipeline_plumber import build as builder
 from pipeline_plumber.kb import load_kb
+from support.cli import plumber
 
 COMMAND_NAMES = ("schema", "etl", "optimize", "dq", "governance")
 COMMAND_NAMES += ("partition", "index", "pipeline", "airflow", "star")

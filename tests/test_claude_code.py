@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from conftest import FAKE_REPLY, claude_env, run_claude
-from install_support import AGENT, COMMANDS, REPO, plumber_in
+from install_support import AGENT, COMMANDS, REPO
 from pipeline_plumber import frontmatter
 from pipeline_plumber.kb import load_kb
+from support.cli import plumber
 from support.fake_api import FakeMessagesAPI, RecordedRequest
 
 PROMPT = "/de:schema orders for a web shop"
@@ -170,7 +171,7 @@ def test_de_schema_without_arguments_forks_with_the_new_body(
 
 
 def install(project: Path, *args: str, home: Path | None = None) -> None:
-    result = plumber_in(project, "install", *args, home=home)
+    result = plumber("install", *args, cwd=project, home=home)
     assert result.exit_code == 0, result.output
 
 
@@ -197,7 +198,7 @@ def test_after_uninstall_the_session_sees_none_of_it(
 ) -> None:
     install(project)
     assert agent_lines(claude(claude_cli, api, project, home, "-p", "hello")[0], "data-engineer")
-    result = plumber_in(project, "uninstall")
+    result = plumber("uninstall", cwd=project)
     assert result.exit_code == 0, result.output
     api.reset()
     assert_sees_nothing_of_ours(claude(claude_cli, api, project, home, "-p", "hello")[0])
@@ -220,7 +221,7 @@ def test_kept_files_are_loaded_and_their_new_versions_are_not(
                         flags=re.M)
         assert edited != text
         path.write_text(edited)
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0, result.output
     assert schema.with_name("schema.md.new").is_file()
     assert agent.with_name(f"{agent.name}.new").is_file()
@@ -243,7 +244,7 @@ def test_user_scope_install_is_seen_from_any_project(
     assert_sees_the_pack(claude(claude_cli, api, project, home, "-p", "hello")[0], "data-engineer")
     api.reset()
     assert_schema_runs_in_the_agent(claude(claude_cli, api, project, home, "-p", PROMPT))
-    assert plumber_in(project, "uninstall", "--scope", "user", home=home).exit_code == 0
+    assert plumber("uninstall", "--scope", "user", cwd=project, home=home).exit_code == 0
     api.reset()
     assert_sees_nothing_of_ours(claude(claude_cli, api, project, home, "-p", "hello")[0])
 

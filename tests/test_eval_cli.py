@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from evals_support import EVALS, FIXTURES, KB
-from pipeline_plumber.cli import cli
 from pipeline_plumber.evals.cases import load_checklists, load_suite
 from pipeline_plumber.evals.runner import LOG_FORMAT, LOG_VERSION, write_recording
+from support.cli import plumber
 
 BAD = yaml.safe_load((FIXTURES / "evals" / "bad_input.yaml").read_text(encoding="utf-8"))
 COMMANDS = ("schema", "etl", "optimize", "dq", "governance", "partition", "index", "pipeline",
@@ -23,7 +22,7 @@ COMMANDS = ("schema", "etl", "optimize", "dq", "governance", "partition", "index
 
 
 def invoke(*args: str) -> Any:
-    return CliRunner().invoke(cli, [*args, "--kb", str(KB)], catch_exceptions=False)
+    return plumber(*args, "--kb", str(KB))
 
 
 def test_shipped_suite_covers_every_command() -> None:
@@ -77,9 +76,9 @@ def test_run_references_passes_and_writes_reports(tmp_path: Path) -> None:
 
 def test_run_flawed_answers_exits_1_with_actionable_reasons(tmp_path: Path) -> None:
     summary = tmp_path / "step-summary.md"
-    result = CliRunner(env={"GITHUB_STEP_SUMMARY": str(summary)}).invoke(
-        cli, ["eval", "run", "--evals", str(EVALS), "--answers", "flawed", "--case",
-              "schema-events-postgres", "--kb", str(KB), "-v", "--out", str(tmp_path / "o")])
+    result = plumber("eval", "run", "--evals", str(EVALS), "--answers", "flawed", "--case",
+                     "schema-events-postgres", "--kb", str(KB), "-v", "--out", str(tmp_path / "o"),
+                     env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 1, result.output
     assert "events.user_id is nullable; add NOT NULL" in result.output
     assert "step 2 succeeded; the database should have rejected it" in result.output

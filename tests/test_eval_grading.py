@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from evals_support import EVALS, KB
-from pipeline_plumber.cli import cli
+from support.cli import plumber
 
 CASE = "schema-subscriptions-duckdb"  # DuckDB: no cluster to start
 
 
 def invoke(*args: str) -> Any:
-    return CliRunner().invoke(cli, [*args, "--kb", str(KB)], catch_exceptions=False)
+    return plumber(*args, "--kb", str(KB))
 
 
 def _suite_with(tmp_path: Path, name: str, text: str) -> Path:

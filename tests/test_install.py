@@ -18,12 +18,12 @@ from install_support import (
     MANIFEST,
     REPO,
     one_error,
-    plumber_in,
     tree,
 )
 from pipeline_plumber import frontmatter
 from pipeline_plumber import install as installer
 from pipeline_plumber.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
+from support.cli import plumber
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def installed(project: Path, *args: str) -> Path:
-    result = plumber_in(project, "install", *args)
+    result = plumber("install", *args, cwd=project)
     assert result.exit_code == 0, result.output
     return project / ".claude"
 
@@ -61,7 +61,7 @@ def plan_lines(output: str) -> dict[str, str]:
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(project: Path) -> None:
-    result = plumber_in(project, "install", "--dry-run")
+    result = plumber("install", "--dry-run", cwd=project)
     assert result.exit_code == 0, result.output
     assert plan_lines(result.output) == {**dict.fromkeys(INSTALLED, "create"), MANIFEST: "create"}
     assert "dry run: nothing written" in result.output
@@ -91,7 +91,7 @@ def test_rerun_changes_nothing_and_says_so(project: Path) -> None:
     root = installed(project)
     before = tree(root)
     stamps = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0
     assert "nothing to do: 11 files" in result.output
     assert tree(root) == before
@@ -101,7 +101,7 @@ def test_rerun_changes_nothing_and_says_so(project: Path) -> None:
 def test_user_scope_installs_under_home(tmp_path: Path, project: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    result = plumber_in(project, "install", "--scope", "user", home=home)
+    result = plumber("install", "--scope", "user", cwd=project, home=home)
     assert result.exit_code == 0, result.output
     assert (home / ".claude" / AGENT).is_file()
     assert (home / ".claude" / "commands/de/star.md").is_file()
@@ -109,7 +109,7 @@ def test_user_scope_installs_under_home(tmp_path: Path, project: Path) -> None:
 
 
 def test_target_and_scope_together_is_a_usage_error(project: Path) -> None:
-    result = plumber_in(project, "install", "--scope", "user", "--target", "x")
+    result = plumber("install", "--scope", "user", "--target", "x", cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert result.stderr.splitlines()[-1] == "error: give --scope or --target, not both"
     assert "Error:" not in result.stderr  # one prefix, click's usage errors included
@@ -121,10 +121,10 @@ def test_model_and_tools_are_rendered_and_remembered(project: Path) -> None:
     assert fields is not None
     assert (fields["model"], fields["tools"]) == ("sonnet", ["Read", "Grep", "Glob"])
 
-    again = plumber_in(project, "install")
+    again = plumber("install", cwd=project)
     assert "nothing to do" in again.output  # the choices are kept, not reset
 
-    result = plumber_in(project, "install", "--model", "opus")
+    result = plumber("install", "--model", "opus", cwd=project)
     assert result.exit_code == 0
     # only the agent changes; we installed it and nobody touched it, so it is an update
     assert plan_lines(result.output)[AGENT] == "update"
@@ -146,7 +146,7 @@ def test_model_and_tools_are_rendered_and_remembered(project: Path) -> None:
     ids=["unknown-model", "empty-tool"],
 )
 def test_bad_options_are_one_line(project: Path, args: list[str], message: str) -> None:
-    result = plumber_in(project, "install", *args)
+    result = plumber("install", *args, cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert message in one_error(result)
     assert tree(project) == {}
@@ -162,7 +162,7 @@ def test_a_file_we_did_not_install_is_kept_and_the_new_version_written_beside_it
     theirs.parent.mkdir(parents=True)
     text = "---\nname: data-engineer\ndescription: another pack's\n---\nTheirs.\n"
     theirs.write_text(text)
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0, result.output
     assert plan_lines(result.output)[AGENT] == "keep"
     assert "not installed by pipeline-plumber; the new version goes beside it as " \
@@ -171,7 +171,7 @@ def test_a_file_we_did_not_install_is_kept_and_the_new_version_written_beside_it
     assert (project / ".claude" / f"{AGENT}.new").read_text() == (REPO / AGENT).read_text()
     assert (project / ".claude/commands/de/etl.md").is_file()
 
-    dry = plumber_in(project, "install", "--dry-run")
+    dry = plumber("install", "--dry-run", cwd=project)
     assert dry.exit_code == 0
     assert "nothing to do" in dry.output
 
@@ -181,7 +181,7 @@ def test_force_overwrites_and_keeps_the_old_copy_beside_it(project: Path) -> Non
     theirs.parent.mkdir(parents=True)
     theirs.write_text("Theirs.\n")
     (theirs.parent / "data-engineer.md.bak").write_text("an older backup\n")
-    result = plumber_in(project, "install", "--force")
+    result = plumber("install", "--force", cwd=project)
     assert result.exit_code == 0, result.output
     assert plan_lines(result.output)[AGENT] == "overwrite"
     assert "the old copy is kept as agents/data-engineer.md.bak.1" in result.output
@@ -195,7 +195,7 @@ def test_a_file_changed_since_install_is_kept_without_force(project: Path) -> No
     root = installed(project, "--model", "sonnet")
     edited = root / "commands/de/etl.md"
     edited.write_text(edited.read_text() + "\nMy own note.\n")
-    result = plumber_in(project, "install", "--model", "opus")
+    result = plumber("install", "--model", "opus", cwd=project)
     assert result.exit_code == 0, result.output
     statuses = plan_lines(result.output)
     assert statuses["commands/de/etl.md"] == "keep"
@@ -225,7 +225,7 @@ def test_an_upgrade_updates_around_an_edited_file(project: Path, tmp_path: Path)
     edited = schema.read_text()
     kb = kb_with_etl_changed(tmp_path)
 
-    result = plumber_in(project, "install", "--kb", str(kb))
+    result = plumber("install", "--kb", str(kb), cwd=project)
     assert result.exit_code == 0, result.output
     assert "error" not in result.output
     statuses = plan_lines(result.output)
@@ -244,27 +244,27 @@ def test_an_upgrade_updates_around_an_edited_file(project: Path, tmp_path: Path)
     assert "  diff .claude/commands/de/schema.md .claude/commands/de/schema.md.new" in \
         result.output.splitlines()
 
-    status = plumber_in(project, "status", "--kb", str(kb))
+    status = plumber("status", "--kb", str(kb), cwd=project)
     assert status.exit_code == 0, status.output
     assert ("  changed  commands/de/schema.md  (changed since installed; kept, the new version "
             "is in commands/de/schema.md.new)") in status.output
     assert "1 changed, 0 deleted, 1 pending .new" in status.output
     assert ": same as installed" in status.output
 
-    again = plumber_in(project, "install", "--kb", str(kb))
+    again = plumber("install", "--kb", str(kb), cwd=project)
     assert again.exit_code == 0, again.output
     assert "nothing to do: 11 files in .claude already installed" in again.output
     assert "kept 1 file you changed" in again.output
     assert again.stderr == ""
 
-    forced = plumber_in(project, "install", "--kb", str(kb), "--force")
+    forced = plumber("install", "--kb", str(kb), "--force", cwd=project)
     assert forced.exit_code == 0, forced.output
     assert plan_lines(forced.output)["commands/de/schema.md"] == "overwrite"
     assert plan_lines(forced.output)["commands/de/schema.md.new"] == "remove"
     assert (root / "commands/de/schema.md.bak").read_text() == edited
     assert "Our team's naming rules." not in schema.read_text()
     assert not new.exists()
-    after = plumber_in(project, "status", "--kb", str(kb))
+    after = plumber("status", "--kb", str(kb), cwd=project)
     assert "0 changed, 0 deleted, 0 pending .new" in after.output
 
 
@@ -272,14 +272,14 @@ def test_taking_the_new_version_clears_the_pending_file(project: Path) -> None:
     root = installed(project)
     schema = root / "commands/de/schema.md"
     schema.write_text("mine\n")
-    assert plumber_in(project, "install").exit_code == 0
+    assert plumber("install", cwd=project).exit_code == 0
     new = root / "commands/de/schema.md.new"
     assert new.is_file()
     schema.write_text(new.read_text())  # the user takes the new version but leaves .new
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert plan_lines(result.output)["commands/de/schema.md.new"] == "remove"
     assert not new.exists()
-    assert "0 changed, 0 deleted, 0 pending .new" in plumber_in(project, "status").output
+    assert "0 changed, 0 deleted, 0 pending .new" in plumber("status", cwd=project).output
 
 
 def test_reinstall_after_uninstall_keeps_the_edited_file(project: Path) -> None:
@@ -287,15 +287,15 @@ def test_reinstall_after_uninstall_keeps_the_edited_file(project: Path) -> None:
     schema = root / "commands/de/schema.md"
     schema.write_text(schema.read_text() + "\nmine\n")
     edited = schema.read_text()
-    assert plumber_in(project, "uninstall").exit_code == 0
+    assert plumber("uninstall", cwd=project).exit_code == 0
     assert schema.read_text() == edited
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0, result.output
     assert plan_lines(result.output)["commands/de/schema.md"] == "keep"
     assert schema.read_text() == edited
     assert (root / "commands/de/schema.md.new").is_file()
     assert "kept 1 file you changed" in result.output
-    gone = plumber_in(project, "uninstall")
+    gone = plumber("uninstall", cwd=project)
     assert "remove     commands/de/schema.md.new" in gone.output
     assert tree(project) == {
         ".claude": None, ".claude/commands": None, ".claude/commands/de": None,
@@ -306,7 +306,7 @@ def test_reinstall_after_uninstall_keeps_the_edited_file(project: Path) -> None:
 def test_a_deleted_file_is_created_again(project: Path) -> None:
     root = installed(project)
     (root / "commands/de/dq.md").unlink()
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert plan_lines(result.output)["commands/de/dq.md"] == "create"
     assert (root / "commands/de/dq.md").is_file()
 
@@ -321,7 +321,7 @@ def test_files_the_package_dropped_are_removed_or_skipped(project: Path) -> None
         (root / f"commands/de/{name}.md").write_text(text)
         files[f"commands/de/{name}.md"] = installer.sha256(text.replace("edited ", ""))
     (root / MANIFEST).write_text(json.dumps(manifest))
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0, result.output
     statuses = plan_lines(result.output)
     assert statuses["commands/de/old.md"] == "remove"
@@ -345,7 +345,7 @@ def test_a_failed_write_leaves_nothing_behind(
         return real_stage(target, content, durable=durable)
 
     monkeypatch.setattr(installer.atomic, "stage", failing_stage)
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert one_error(result) == "error: cannot write to .claude: No space left on device"
     assert tree(project) == {}
@@ -358,7 +358,7 @@ def test_status_reports_changed_and_deleted_files(project: Path) -> None:
     root = installed(project)
     (root / "commands/de/etl.md").write_text("mine\n")
     (root / "commands/de/dq.md").unlink()
-    result = plumber_in(project, "status")
+    result = plumber("status", cwd=project)
     assert result.exit_code == 0, result.output
     assert f"installed in .claude (project scope): pipeline-plumber {installer.__version__}" in (
         result.output)
@@ -377,12 +377,12 @@ def test_status_says_when_the_package_would_install_something_else(
     agent_yaml = kb / "agent.yaml"
     agent_yaml.write_text(agent_yaml.read_text().replace("Use this mindset", "Use this attitude"))
     installed(project, "--kb", str(kb))
-    result = plumber_in(project, "status")
+    result = plumber("status", cwd=project)
     assert result.exit_code == 0, result.output
     assert "differs from the install in 1 file; run `plumber install` to update" in result.output
-    update = plumber_in(project, "install")
+    update = plumber("install", cwd=project)
     assert plan_lines(update.output)[AGENT] == "update"
-    assert ": same as installed" in plumber_in(project, "status").output
+    assert ": same as installed" in plumber("status", cwd=project).output
 
 
 def test_status_of_an_installed_newer_version(project: Path) -> None:
@@ -390,20 +390,20 @@ def test_status_of_an_installed_newer_version(project: Path) -> None:
     manifest = manifest_of(root)
     manifest["version"] = "99.0.0"
     (root / MANIFEST).write_text(json.dumps(manifest))
-    result = plumber_in(project, "status")
+    result = plumber("status", cwd=project)
     assert result.exit_code == 0
     assert "older than the installed version" in result.output
-    refused = plumber_in(project, "install")
+    refused = plumber("install", cwd=project)
     assert refused.exit_code == EXIT_BAD_INPUT
     assert "installed by pipeline-plumber 99.0.0, newer than this" in one_error(refused)
-    forced = plumber_in(project, "install", "--force")
+    forced = plumber("install", "--force", cwd=project)
     assert forced.exit_code == 0, forced.output
     assert manifest_of(root)["version"] == installer.__version__
 
 
 def test_status_when_nothing_is_installed(project: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = plumber_in(project, "status", home=home)
+    result = plumber("status", cwd=project, home=home)
     assert result.exit_code == EXIT_CHECK_FAILED
     assert f"not installed in .claude or {home / '.claude'}" in result.output
     assert "`plumber install --scope user`" in result.output
@@ -412,12 +412,12 @@ def test_status_when_nothing_is_installed(project: Path, tmp_path: Path) -> None
 def test_status_finds_a_user_scope_install(project: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    assert plumber_in(project, "install", "--scope", "user", home=home).exit_code == 0
-    result = plumber_in(project, "status", home=home)
+    assert plumber("install", "--scope", "user", cwd=project, home=home).exit_code == 0
+    result = plumber("status", cwd=project, home=home)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"installed in {home / '.claude'} (user scope): ")
     installed(project)  # the project's install comes first
-    project_first = plumber_in(project, "status", home=home)
+    project_first = plumber("status", cwd=project, home=home)
     assert project_first.output.startswith("installed in .claude (project scope): ")
 
 
@@ -431,7 +431,7 @@ def test_uninstall_removes_ours_keeps_changed_and_everything_else(project: Path)
     (root / "settings.json").write_text("{}\n")
     installed(project)
     (root / "commands/de/etl.md").write_text("mine\n")
-    result = plumber_in(project, "uninstall")
+    result = plumber("uninstall", cwd=project)
     assert result.exit_code == 0, result.output
     assert "keep       commands/de/etl.md  (changed since it was installed; kept)" in result.output
     assert "kept 1 changed: commands/de/etl.md" in result.output
@@ -447,7 +447,7 @@ def test_uninstall_removes_ours_keeps_changed_and_everything_else(project: Path)
 
 def test_uninstall_removes_the_folders_it_created_when_empty(project: Path) -> None:
     installed(project)
-    result = plumber_in(project, "uninstall")
+    result = plumber("uninstall", cwd=project)
     assert result.exit_code == 0, result.output
     assert "removed 11 files; kept 0 changed" in result.output
     assert not (project / ".claude").exists()
@@ -457,19 +457,19 @@ def test_uninstall_removes_the_folders_it_created_when_empty(project: Path) -> N
 def test_uninstall_keeps_a_de_folder_that_was_there_before(project: Path) -> None:
     (project / ".claude" / "commands" / "de").mkdir(parents=True)
     installed(project)
-    assert plumber_in(project, "uninstall").exit_code == 0
+    assert plumber("uninstall", cwd=project).exit_code == 0
     assert tree(project) == {".claude": None, ".claude/commands": None, ".claude/commands/de": None}
 
 
 def test_uninstall_dry_run_and_nothing_installed(project: Path) -> None:
     root = installed(project)
     before = tree(root)
-    result = plumber_in(project, "uninstall", "--dry-run")
+    result = plumber("uninstall", "--dry-run", cwd=project)
     assert result.exit_code == 0
     assert "dry run: nothing removed" in result.output
     assert tree(root) == before
-    assert plumber_in(project, "uninstall").exit_code == 0
-    again = plumber_in(project, "uninstall")
+    assert plumber("uninstall", cwd=project).exit_code == 0
+    again = plumber("uninstall", cwd=project)
     assert again.exit_code == 0
     assert "nothing to uninstall in .claude" in again.output
 
@@ -515,7 +515,7 @@ def test_a_bad_manifest_stops_every_command(project: Path, command: str, case: s
     outside = project.parent / "outside.md"
     outside.write_text("not ours\n")
     before = tree(project)
-    result = plumber_in(project, command)
+    result = plumber(command, cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert MANIFESTS[case][1] in one_error(result)
     assert tree(project) == before
@@ -524,11 +524,11 @@ def test_a_bad_manifest_stops_every_command(project: Path, command: str, case: s
 
 def test_force_installs_over_a_corrupt_manifest_but_not_a_newer_one(project: Path) -> None:
     _bad_manifest(project, "not-json")
-    result = plumber_in(project, "install", "--force")
+    result = plumber("install", "--force", cwd=project)
     assert result.exit_code == 0, result.output
     assert "note: ignoring the corrupt manifest" in result.output
     _bad_manifest(project, "newer-format")
-    refused = plumber_in(project, "install", "--force")
+    refused = plumber("install", "--force", cwd=project)
     assert refused.exit_code == EXIT_BAD_INPUT
     assert "upgrade pipeline-plumber" in one_error(refused)
 
@@ -536,12 +536,12 @@ def test_force_installs_over_a_corrupt_manifest_but_not_a_newer_one(project: Pat
 def test_target_that_is_a_file(project: Path) -> None:
     (project / "file").write_text("x\n")
     for command in ("install", "status", "uninstall"):
-        result = plumber_in(project, command, "--target", "file")
+        result = plumber(command, "--target", "file", cwd=project)
         assert result.exit_code == EXIT_BAD_INPUT
         assert one_error(result) == (
             "error: file is a file, not a folder: pass --target with a folder"
         )
-    nested = plumber_in(project, "install", "--target", "file/.claude")
+    nested = plumber("install", "--target", "file/.claude", cwd=project)
     assert nested.exit_code == EXIT_BAD_INPUT
     assert one_error(nested) == "error: cannot create file/.claude: file is a file, not a folder"
 
@@ -551,14 +551,14 @@ def test_symlinked_claude_folder_is_refused_with_the_way_out(project: Path, tmp_
     real.mkdir()
     (project / ".claude").symlink_to(real)
     for command in ("install", "status", "uninstall"):
-        result = plumber_in(project, command)
+        result = plumber(command, cwd=project)
         assert result.exit_code == EXIT_BAD_INPUT
         assert one_error(result) == (
             f"error: .claude is a symlink to {real}; refusing to write through it: "
             f"pass --target {real} to install there"
         )
     assert tree(real) == {}
-    assert plumber_in(project, "install", "--target", str(real)).exit_code == 0
+    assert plumber("install", "--target", str(real), cwd=project).exit_code == 0
     assert (real / AGENT).is_file()
 
 
@@ -567,7 +567,7 @@ def test_symlinked_commands_folder_is_refused(project: Path, tmp_path: Path) -> 
     elsewhere.mkdir()
     (project / ".claude").mkdir()
     (project / ".claude" / "commands").symlink_to(elsewhere)
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert "error: .claude/commands is a symlink to" in one_error(result)
     assert tree(elsewhere) == {}
@@ -580,7 +580,7 @@ def test_unwritable_target(tmp_path: Path, project: Path) -> None:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         target = locked / ".claude"
-    result = plumber_in(project, "install", "--target", str(target))
+    result = plumber("install", "--target", str(target), cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert one_error(result).startswith(f"error: cannot write to {target}: ")
     assert not target.exists()
@@ -591,7 +591,7 @@ def test_an_agent_name_that_would_escape_the_target(project: Path, tmp_path: Pat
     shutil.copytree(REPO / "kb", kb)
     agent_yaml = kb / "agent.yaml"
     agent_yaml.write_text(agent_yaml.read_text().replace("name: data-engineer", "name: ../../x"))
-    result = plumber_in(project, "install", "--kb", str(kb))
+    result = plumber("install", "--kb", str(kb), cwd=project)
     assert result.exit_code == EXIT_BAD_INPUT
     assert "agent.yaml:2: name: " in one_error(result)
     assert tree(project) == {}
@@ -627,7 +627,7 @@ def test_concurrent_installs_into_a_new_target_leave_a_complete_manifest(tmp_pat
     assert sum("nothing to do" in out for _, out in outputs) == 3, outputs
     assert manifest_of(target)["dirs"] == [".", "agents", "commands", "commands/de"]
     assert {rel for rel, data in tree(target).items() if data is not None} == {*INSTALLED, MANIFEST}
-    assert plumber_in(tmp_path, "uninstall", "--target", str(target)).exit_code == 0
+    assert plumber("uninstall", "--target", str(target), cwd=tmp_path).exit_code == 0
     assert not target.exists()
 
 
@@ -664,10 +664,10 @@ def test_a_killed_install_leaves_temporary_files_the_next_run_removes(project: P
     theirs = root / "agents" / ".notes.txt.a1b2c3d4.tmp"
     theirs.write_text("another tool's temporary file\n")
 
-    result = plumber_in(project, "install")
+    result = plumber("install", cwd=project)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in root.rglob("*tmp")) == [theirs.name], result.output
-    assert plumber_in(project, "uninstall").exit_code == 0
+    assert plumber("uninstall", cwd=project).exit_code == 0
     # the folders the killed run made are not in any manifest, so they stay
     assert tree(root) == {"agents": None, f"agents/{theirs.name}": theirs.read_bytes(),
                           "commands": None, "commands/de": None}

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kb_support import FIXTURES, TEMPLATES, copy_minimal_kb, plumber, snapshot
+from kb_support import FIXTURES, TEMPLATES, copy_minimal_kb, snapshot
+from support.cli import plumber
 
 CASES: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "kb_cases.yaml").read_text())
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from pipeline_plumber.cli import cli
 from pipeline_plumber.pgcluster import throwaway_cluster
+from support.cli import plumber
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((REPO / "tests" / "fixtures" / "verify" / "broken.yaml").read_text())
@@ -32,7 +32,7 @@ def pg() -> Iterator[str]:
 
 
 def run_verify(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["verify", *args], catch_exceptions=False)
+    return plumber("verify", *args)
 
 
 def broken_kb(tmp_path: Path, file: str, old: str, new: str) -> Path:

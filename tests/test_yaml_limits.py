@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from kb_support import TEMPLATES, copy_minimal_kb, plumber
+from kb_support import TEMPLATES, copy_minimal_kb
 from pipeline_plumber import frontmatter, render, yamlsource
 from pipeline_plumber.errors import InputError
 from pipeline_plumber.evals.answers import load_answer_file
 from pipeline_plumber.evals.cases import load_checklists
 from pipeline_plumber.kb import load_kb
 from pipeline_plumber.live.prices import load_prices
+from support.cli import plumber
 
 
 def billion_laughs(levels: int = 9, width: int = 9) -> str:
