@@ -83,6 +83,24 @@ def test_a_run_stamp_after_the_load_is_part_of_the_load_not_the_setup() -> None:
     assert [s.target for s in program.setup if s.kind == "seed"] == ["etl_watermark"]
 
 
+def test_setup_keeps_a_schema_made_by_the_answer_a_table_swap_and_the_case_setup(
+        resources: Resources) -> None:
+    text = ("```sql\nCREATE SCHEMA crm;\nCREATE TABLE crm.contacts (id INT PRIMARY KEY);\n"
+            "CREATE TABLE orders_sorted AS SELECT * FROM orders ORDER BY order_date;\n"
+            "DROP TABLE orders;\nALTER TABLE orders_sorted RENAME TO orders;\n"
+            "CREATE INDEX orders_date ON orders (order_date);\n```\n")
+    given = ("CREATE TABLE orders (order_id INT, order_date DATE)",
+             "INSERT INTO orders SELECT i, DATE '2024-01-01' + CAST(i AS INTEGER) "
+             "FROM range(5) AS t(i)")
+    program = build_program(Answer(text, "file"), "duckdb", given=given)
+    assert [s.kind for s in program.steps] == ["ddl", "seed", "ddl", "ddl", "ddl", "ddl", "ddl",
+                                               "ddl"]
+    with open_session(resources, "duckdb") as session:
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert session.execute("SELECT count(*) FROM orders") == [(5,)]
+
+
 def test_warehouse_program_is_translated_or_not_executed() -> None:
     ok = build_program(Answer("```sql\nCREATE TABLE ds.t (id INT64 NOT NULL, ts TIMESTAMP) "
                               "PARTITION BY DATE(ts) OPTIONS (description = 'x');\n```", "file"),

@@ -248,6 +248,8 @@ def _table_name(node: Any) -> str | None:
     if node is None:
         return None
     table = node if isinstance(node, exp.Table) else node.find(exp.Table)
+    if table is not None and not table.name and table.db:  # CREATE SCHEMA crm
+        return str(table.db).lower()
     if table is None or not table.name:
         return None
     return str(table.name).lower()
@@ -462,6 +464,12 @@ _RUN_VALUE = re.compile(r"\b(now\s*\(|current_timestamp|current_date|localtimest
                         r"\(\s*SELECT\b", re.I)
 
 
+def _renamed_to(sql: str) -> str | None:
+    """The new name of `ALTER TABLE x RENAME TO name`."""
+    match = re.search(r"\bALTER\s+TABLE\b.*?\bRENAME\s+TO\s+\"?([\w.]+)\"?", sql, re.I | re.S)
+    return match.group(1).split(".")[-1].lower() if match else None
+
+
 def _seed_or_load(sql: str, target: str | None, after_load: bool) -> tuple[StepKind, str]:
     """A literal-row INSERT seeds the setup, unless it is part of the load sequence: placed
     after the answer's first load, or stamping the run (the clock, a subquery) into a
@@ -499,13 +507,20 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
     created_anywhere |= {_regex_target(_words(r.sql), r.sql) or "" for r in raws
                          if _words(r.sql)[:1] == ["CREATE"] and "INDEX" not in _words(r.sql)[:4]
                          } - {""}  # CREATE INDEX .. ON t names t, which it does not create
+    remade = [(i, name) for i, (raw, tree) in enumerate(zip(raws, trees, strict=True))
+               for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
     steps: list[Step] = []
     created_so_far: set[str] = set()
-    for raw in raws:
+    for position, raw in enumerate(raws):
         kind, statement, target, note, tree = _classify(raw, dialect, created_anywhere,
                                                         created_so_far)
         if kind == "seed":
             kind, note = _seed_or_load(raw.sql, target, any(s.kind == "load" for s in steps))
+        if statement == "DROP" and kind == "maintenance" and any(
+                i > position and name == target for i, name in remade):
+            kind, note = "ddl", "swaps in the table that replaces it"
+        if position < len(given) and kind in ("load", "maintenance"):
+            kind, note = "seed", "the case's setup"
         steps.append(Step(len(steps), kind, raw.sql, raw.sql, raw.where, statement, target,
                           note, tree))
         if kind == "ddl" and statement.startswith("CREATE") and target:
