@@ -354,8 +354,8 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
         click.echo(f"false passes: {len(cal.false_passes)} (flawed answers whose case passed); "
                    f"false fails: {len(cal.false_fails)} (reference or correct answers whose "
                    "case failed)")
-        click.echo(f"{verdict} over {cal.answers} labelled answers ({kinds}) in {len(chosen)} "
-                   "cases")
+        click.echo(f"{verdict} over {plural(cal.answers, 'labelled answer')} ({kinds}) in "
+                   f"{plural(len(chosen), 'case')}")
     if not cal.full_agreement:
         raise CheckFailed()
 
