@@ -220,6 +220,14 @@ def test_synthetic_rows_follow_check_shapes_and_report_refusals(engine: str,
             assert stored["never"] == [] and stored.refused[0].startswith("never: ")
 
 
+def test_the_catalog_is_read_once_per_program_and_setup_outcome(resources: Resources) -> None:
+    program = build_program(Answer(SCHEMA, "file"), "duckdb")
+    with open_session(resources, "duckdb") as one, open_session(resources, "duckdb") as two:
+        first, second = setup(one, program), setup(two, program)
+        assert first.catalog is second.catalog and len(program.catalogs) == 1
+        assert read_catalog(two).tables == first.catalog.tables
+
+
 def test_setup_stops_at_the_first_refusal_in_the_engines_words(resources: Resources) -> None:
     text = ("```sql\nCREATE TABLE fact (d INT REFERENCES dim_date (d));\n"
             "CREATE TABLE dim_date (d INT PRIMARY KEY);\n```\n")

@@ -70,6 +70,10 @@ class Program:
     error: str | None = None  # the SQL could not be split into statements
     notes: tuple[str, ...] = ()
     shared: frozenset[str] = frozenset()  # table names the answer creates in two schemas
+    # the catalog each setup outcome leaves, read once (run.setup): every fresh database a
+    # family opens gets the same setup, so the same tables
+    catalogs: dict[object, Any] = field(default_factory=dict, init=False, compare=False,
+                                        hash=False, repr=False)
 
     @property
     def runnable(self) -> bool:

@@ -59,7 +59,11 @@ def setup(session: Session, program: Program) -> Execution:
             execution.failures.append(f"{what}: {err} ({step.where})")
             break
         execution.ran += 1
-    execution.catalog = read_catalog(session)
+    outcome = (session.engine, execution.ran, tuple(execution.failures))
+    catalog = program.catalogs.get(outcome)
+    if not isinstance(catalog, Catalog):
+        catalog = program.catalogs.setdefault(outcome, read_catalog(session))
+    execution.catalog = catalog
     return execution
 
 
