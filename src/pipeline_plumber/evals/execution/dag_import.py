@@ -2,10 +2,12 @@
 # (Airflow lives in its own virtualenv, not in the environment that type-checks the project.)
 """Import an answer's DAG files with Airflow 3's DagBag, in the sandbox; one JSON report.
 
-A standalone script for the Airflow virtualenv, run by the airflow property family inside
-`sandbox.process.run_sandboxed` with `airflow_probe.py` copied beside it::
+A standalone script for the Airflow virtualenv, with `airflow_probe.py` copied beside it::
 
     python dag_import.py HOME DAG_FILE [DAG_FILE ...]
+
+The airflow property family runs it in a `sandbox.zygote`: `warm()` imports Airflow once, and
+`main()` runs in a forked, limited child per answer.
 
 An answer's DAG may import a provider (`airflow.providers.amazon`) or a library (`boto3`)
 that this Airflow does not have installed. A production deployment would; what is under test
@@ -136,6 +138,17 @@ class _StandInModule(types.ModuleType):
             value = _Anything()
         setattr(self, name, value)
         return value
+
+
+def warm() -> None:
+    """Import Airflow once in a warm process (`sandbox.zygote`), before any DAG file: each DAG
+    is then imported by a forked copy, which finds Airflow loaded."""
+    import airflow_probe
+
+    airflow_probe.isolated_environment(Path("home").resolve())
+    import airflow  # noqa: F401
+    from airflow.dag_processing.dagbag import DagBag  # noqa: F401
+    from airflow.sdk import BaseOperator, BaseSensorOperator  # noqa: F401
 
 
 def main(argv: Sequence[str]) -> int:

@@ -159,19 +159,25 @@ def import_dags(codes: list[str]) -> dict[str, Any]:
     """Import each code as a DAG file in Airflow 3, in the sandbox; the importer's report.
     EnvironmentProblem when Airflow is missing or the importer could not do its job."""
     from ....errors import EnvironmentProblem
-    from ....sandbox.process import Limits, run_sandboxed
+    from ....sandbox.process import Limits
+    from ....sandbox.zygote import ZygoteFailed, shared_zygote
 
     command, env = sandbox_airflow()
     here = Path(__file__).resolve().parents[1]
-    files = {"airflow_probe.py": (here.parents[1] / "airflow_probe.py").read_text("utf-8"),
-             "dag_import.py": (here / "dag_import.py").read_text("utf-8")}
+    importer = {"airflow_probe.py": (here.parents[1] / "airflow_probe.py").read_text("utf-8"),
+                "dag_import.py": (here / "dag_import.py").read_text("utf-8")}
     names = [f"dags/answer_dag_{i + 1}.py" for i in range(len(codes))]
-    files.update(zip(names, codes, strict=True))
     path = ":".join(p for p in (env.get("PYTHONPATH"), "{folder}") if p)
-    result = run_sandboxed([*command, "dag_import.py", "home", *names], files=files,
-                           env={**env, "PYTHONPATH": path},
-                           limits=Limits(wall_s=IMPORT_DEADLINE_S, cpu_s=int(IMPORT_DEADLINE_S),
-                                         memory_bytes=4 << 30))
+    zygote = shared_zygote(command, "dag_import", files=importer,
+                           env={**env, "PYTHONPATH": path})
+    try:
+        result = zygote.run(["home", *names], files=dict(zip(names, codes, strict=True)),
+                            limits=Limits(wall_s=IMPORT_DEADLINE_S, cpu_s=int(IMPORT_DEADLINE_S),
+                                          memory_bytes=4 << 30))
+    except ZygoteFailed as err:
+        if "No module named 'airflow'" in str(err):
+            raise EnvironmentProblem(f"Airflow 3 is not importable in the sandbox: {err}") from err
+        raise EnvironmentProblem(f"the DAG importer could not start: {err}") from err
     if result.timed_out:
         return {"files": [{"import_errors": [{"message": f"the import did not finish within "
                                               f"{IMPORT_DEADLINE_S:g} s"}]}] * len(codes)}
