@@ -124,6 +124,7 @@ def test_catalog_synth_and_setup_on_both_engines(engine: str, resources: Resourc
         catalog = execution.catalog
         subs = catalog.table("subscriptions")
         assert subs is not None and subs.primary_key == ("subscription_id",)
+        assert catalog.table("billing.analytics.subscriptions") is subs  # one by that name
         assert subs.foreign_keys[0].table == "plans"
         assert [c.name for t, c in catalog.money_columns()] == ["monthly_amount"]
         assert {c.name for _, c in catalog.time_columns()} == {"period_start", "period_end"}
@@ -171,6 +172,7 @@ def test_tables_of_one_name_in_two_schemas_stay_two(engine: str, resources: Reso
         assert target.qualified == "contacts" and target.primary_key == ("contact_id",)
         assert catalog.table_in("staging", "contacts") is landing
         assert catalog.table("main.contacts") is target is catalog.table("public.contacts")
+        assert catalog.table("crm.staging.contacts") is landing
         with session.savepoint(undo=True):
             stored = populate(session, catalog, 2)
             assert len(stored["staging.contacts"]) == len(stored["contacts"]) == 2
@@ -184,7 +186,8 @@ def test_a_bare_name_in_two_other_schemas_resolves_only_by_preference() -> None:
     raw, clean = (Table(schema, "orders", (), relation="orders") for schema in ("raw", "clean"))
     catalog = Catalog("postgres", {"raw.orders": replace(raw, name="raw.orders"),
                                    "clean.orders": replace(clean, name="clean.orders")})
-    assert catalog.table("orders") is None
+    assert catalog.table("orders") is None and catalog.table("other.orders") is None
+    assert catalog.table("warehouse.raw.orders") is catalog.tables["raw.orders"]
     found = catalog.table("orders", prefer="clean.orders_daily")
     assert found is not None and found.qualified == "clean.orders"
 

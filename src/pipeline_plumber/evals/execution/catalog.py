@@ -142,9 +142,10 @@ class Catalog:
         if found is not None:
             return found
         schema, _, relation = wanted.rpartition(".")
-        if schema:
-            return self.table_in(schema.split(".")[-1], relation)
         same = [t for t in self.tables.values() if t.relation.lower() == relation]
+        if schema:  # project.dataset.table or db.schema.table: the last qualifier counts
+            found = self.table_in(schema.split(".")[-1], relation)
+            return found or (same[0] if len(same) == 1 else None)
         if len(same) == 1:
             return same[0]
         default = [t for t in same if t.schema.lower() in DEFAULT_SCHEMAS]
