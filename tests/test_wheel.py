@@ -19,10 +19,16 @@ import pytest
 from pipeline_plumber.engines.cache import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
+USER_CACHE = cache_dir()
+"""The real user's cache folder, resolved at import, before a test's HOME moves: it keeps the
+virtualenv of this test and the Airflow of `plumber setup airflow` between runs."""
+PIP_CACHE = Path(os.environ.get("PIP_CACHE_DIR")
+                 or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pip")
 
 
 def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**(os.environ if env is None else env), "PIP_CACHE_DIR": str(PIP_CACHE)}
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False, stdin=subprocess.DEVNULL)
 
@@ -36,7 +42,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert built.returncode == 0, built.stderr
     wheel = next(dist.glob("pipeline_plumber-*.whl"))
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
-    venv = cache_dir() / f"test-wheel-venv-{digest}"
+    venv = USER_CACHE / f"test-wheel-venv-{digest}"
     python = venv / "bin" / "python"
     if not (venv / ".ready").is_file():
         made = run([sys.executable, "-m", "venv", "--clear", str(venv)], cwd=REPO)
@@ -65,6 +71,7 @@ def user_env(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
            if not k.startswith(("PYTHON", "PLUMBER_", "VIRTUAL_ENV"))}
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
     env["PLUMBER_PG_BINDIR"] = str(nowhere)
+    env["PLUMBER_CACHE_DIR"] = str(USER_CACHE)  # where `plumber setup airflow` put Airflow
     yield env
 
 
