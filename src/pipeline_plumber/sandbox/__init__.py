@@ -12,11 +12,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from .errors import Broken, Damaged, Rejected, SandboxError, TimedOut, one_line
 from .postgres import PostgresSandbox
 from .session import DEFAULT_DEADLINE_S, Deadline, Engine, Rows, SqlSession
 from .watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from .duckdb import DuckdbSpares
 
 __all__ = [
     "DEFAULT_DEADLINE_S", "Broken", "Damaged", "Deadline", "Engine", "Rejected", "Rows",
@@ -37,6 +41,7 @@ class Sandbox:
         self.watchdog = Watchdog()
         self._lock = threading.Lock()
         self._postgres: PostgresSandbox | None = None
+        self._duckdb_spares: DuckdbSpares | None = None
 
     @property
     def postgres(self) -> PostgresSandbox:
@@ -56,9 +61,13 @@ class Sandbox:
         """
         seconds = deadline_s or self.deadline_s
         if engine == "duckdb":
-            from .duckdb import duckdb_answer
+            from .duckdb import DuckdbSpares, duckdb_answer
 
-            with duckdb_answer(seconds, self.watchdog) as duck:
+            with self._lock:
+                if self._duckdb_spares is None:
+                    self._duckdb_spares = DuckdbSpares()
+                spares = self._duckdb_spares
+            with duckdb_answer(seconds, self.watchdog, spares) as duck:
                 yield duck
         elif engine == "postgres":
             with self.postgres.answer(seconds) as session:
@@ -69,7 +78,10 @@ class Sandbox:
     def close(self) -> None:
         with self._lock:
             postgres, self._postgres = self._postgres, None
+            spares, self._duckdb_spares = self._duckdb_spares, None
         try:
+            if spares is not None:
+                spares.stop()
             if postgres is not None:
                 postgres.close()
         finally:

@@ -31,17 +31,81 @@ DUCKDB_CONFIG: dict[str, Any] = {
 """No files, network or extensions; one thread, 512 MB, nothing spilled to disk; locked."""
 
 INTERRUPT_REPEAT_S = 0.2
+SPARES = 2
+"""Databases opened ahead of need."""
+
+
+def _open() -> Any:
+    import duckdb
+
+    return duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
+
+
+class DuckdbSpares:
+    """New, locked in-memory databases opened ahead of need, and used ones closed, on a
+    background thread: starting and stopping a DuckDB database costs tens of milliseconds,
+    which an answer then never waits for. A spare is a database nobody has used; it is given
+    out once. Without a running thread (or when none is ready) a database is opened on the spot.
+    """
+
+    def __init__(self) -> None:
+        self._ready: list[Any] = []
+        self._used: list[Any] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="plumber-duckdb-spares",
+                                        daemon=True)
+        self._thread.start()
+
+    def take(self) -> Any:
+        with self._cond:
+            con = self._ready.pop(0) if self._ready else None
+            self._cond.notify()
+        return con if con is not None else _open()
+
+    def give_back(self, con: Any) -> None:
+        """Close `con` (an answer's database) off the answer's path."""
+        with self._cond:
+            if self._stopped:
+                con.close()
+                return
+            self._used.append(con)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+        with self._cond:
+            for con in [*self._ready, *self._used]:
+                con.close()
+            self._ready, self._used = [], []
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not self._used and len(self._ready) >= SPARES:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                used = self._used.pop() if self._used else None
+            if used is not None:
+                used.close()
+                continue
+            con = _open()
+            with self._cond:
+                self._ready.append(con)
 
 
 class DuckdbSession(SqlSession):
     engine = "duckdb"
 
-    def __init__(self, deadline: Deadline) -> None:
-        import duckdb
-
+    def __init__(self, deadline: Deadline, spares: DuckdbSpares | None = None) -> None:
         super().__init__(deadline)
         self._lock = threading.Lock()
-        self._con: Any = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
+        self._spares = spares
+        self._con: Any = spares.take() if spares is not None else _open()
         self._in_transaction = False
 
     @property
@@ -98,26 +162,32 @@ class DuckdbSession(SqlSession):
             self._con.execute("ROLLBACK")
 
     def reset(self) -> None:
-        import duckdb
-
         self.deadline.check()
         with self._lock:
-            self._con.close()
-            self._con = duckdb.connect(":memory:", config=dict(DUCKDB_CONFIG))
+            self._release(self._con)
+            self._con = self._spares.take() if self._spares is not None else _open()
         self._in_transaction = False
 
     def close(self) -> None:
         with self._lock:
             if self._con is not None:
-                self._con.close()
+                self._release(self._con)
                 self._con = None
+
+    def _release(self, con: Any) -> None:
+        if self._spares is not None:
+            con.interrupt()  # nothing of the answer may still run while it waits to close
+            self._spares.give_back(con)
+        else:
+            con.close()
 
 
 @contextmanager
-def duckdb_answer(seconds: float, watchdog: Watchdog) -> Iterator[DuckdbSession]:
+def duckdb_answer(seconds: float, watchdog: Watchdog, spares: DuckdbSpares | None = None
+                  ) -> Iterator[DuckdbSession]:
     """A DuckDB session with a deadline `seconds` away that the watchdog enforces; closed on
     exit."""
-    session = DuckdbSession(Deadline(seconds))
+    session = DuckdbSession(Deadline(seconds), spares)
     deadline = session.deadline
 
     def alarm() -> float:
