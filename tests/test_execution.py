@@ -284,3 +284,22 @@ def test_parallel_scoring_keeps_the_order() -> None:
     seen: list[int] = []
     assert in_order(slow, [0, 1, 2, 3, 4], 3, seen.append) == [0, 1, 4, 9, 16]
     assert len(seen) == 5
+
+
+IDENTITY_ONLY = {
+    "postgres": "CREATE TABLE customers (customer_id BIGINT GENERATED ALWAYS AS IDENTITY "
+                "PRIMARY KEY);",
+    "duckdb": "CREATE SEQUENCE customer_seq;\nCREATE TABLE customers (customer_id BIGINT "
+              "PRIMARY KEY DEFAULT nextval('customer_seq'));"}
+
+
+@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+def test_a_table_whose_only_column_is_generated_gets_default_rows(engine: str,
+                                                                  resources: Resources) -> None:
+    program = build_program(Answer(f"```sql\n{IDENTITY_ONLY[engine]}\n```\n", "file"), engine)
+    with open_session(resources, engine) as session:  # type: ignore[arg-type]
+        catalog = setup(session, program).catalog
+        stored = populate(session, catalog, 3)
+        assert stored.refused == [] and len(stored["customers"]) == 3
+        session.execute(insert_sql(catalog.tables["customers"], [{}]))
+        assert session.execute("SELECT count(DISTINCT customer_id) FROM customers") == [(4,)]

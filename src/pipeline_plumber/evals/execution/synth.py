@@ -392,8 +392,15 @@ def rows(table: Table, n: int, parents: dict[str, list[Row]] | None = None,
 
 
 def insert_sql(table: Table, batch: Sequence[Row]) -> str:
-    """One INSERT of `batch` (every row has the same columns)."""
+    """One INSERT of `batch` (every row has the same columns). Rows with no columns (a table
+    whose only columns are generated, such as an identity key) take every column's default:
+    `()` is no column list on either engine."""
     columns = list(batch[0])
+    if not columns:
+        if len(batch) == 1 or not table.columns:
+            return f"INSERT INTO {table.qualified} DEFAULT VALUES"
+        defaults = ", ".join("(DEFAULT)" for _ in batch)
+        return f"INSERT INTO {table.qualified} ({quote(table.columns[0].name)}) VALUES {defaults}"
     values = ", ".join("(" + ", ".join(row[c] for c in columns) + ")" for row in batch)
     return (f"INSERT INTO {table.qualified} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES {values}")
