@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO / "src"))
 
 from pipeline_plumber.evals.answers import Answer  # noqa: E402
 from pipeline_plumber.evals.cases import Case, Suite, load_checklists, load_suite  # noqa: E402
-from pipeline_plumber.evals.runner import in_order  # noqa: E402
+from pipeline_plumber.evals.runner import in_order, scored_in_scope  # noqa: E402
 from pipeline_plumber.evals.scorers import Resources  # noqa: E402
 from pipeline_plumber.evals.scorers.judge import JudgeStore  # noqa: E402
-from pipeline_plumber.evals.scoring import CaseResult, score_case  # noqa: E402
+from pipeline_plumber.evals.scoring import CaseResult  # noqa: E402
 
 TARGET = 20.0  # answers per second on a 2-core machine
 
@@ -60,7 +60,7 @@ def main() -> None:
     def grade(item: tuple[Case, Answer]) -> CaseResult:
         case, answer = item
         start = time.perf_counter()
-        result = score_case(case, answer, suite.rubric_for(case), resources=resources)
+        result = scored_in_scope(case, answer, suite, resources)
         seconds[case.command or "(free)"].append(time.perf_counter() - start)
         return result
 

@@ -140,9 +140,16 @@ def run(suite: Suite, cases: tuple[Case, ...], source: AnswerSource, *, answers:
     result = RunResult(run_spec(suite, cases, answers))
     work = [(case, answer) for case, found in gathered for answer in found]
     result.results.extend(in_order(
-        lambda item: score_case(item[0], item[1], suite.rubric_for(item[0]),
-                                resources=resources), work, jobs, progress))
+        lambda item: scored_in_scope(item[0], item[1], suite, resources), work, jobs, progress))
     return result
+
+
+def scored_in_scope(case: Case, answer: Answer, suite: Suite, resources: Resources
+                    ) -> CaseResult:
+    """`score_case` with all of the answer's checks in one answer scope: its checks and probes
+    share the databases it used, never another answer's."""
+    with resources.answer_scope():
+        return score_case(case, answer, suite.rubric_for(case), resources=resources)
 
 
 def import_lazy_modules() -> None:
@@ -264,8 +271,8 @@ def calibrate(suite: Suite, cases: tuple[Case, ...], *, resources: Resources,
     in its `fails` and fails its case."""
     out = Calibration()
     work = [(case, answer) for case in cases for answer in suite.answers[case.id].labelled]
-    scored = in_order(lambda item: score_case(item[0], item[1], suite.rubric_for(item[0]),
-                                              resources=resources), work, jobs, progress)
+    scored = in_order(lambda item: scored_in_scope(item[0], item[1], suite, resources), work,
+                      jobs, progress)
     for (case, answer), result in zip(work, scored, strict=True):
         out.answers += 1
         out.by_kind[answer.provenance] = out.by_kind.get(answer.provenance, 0) + 1

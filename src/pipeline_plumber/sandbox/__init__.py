@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .errors import Broken, Damaged, Rejected, SandboxError, TimedOut, one_line
-from .postgres import PostgresSandbox
+from .postgres import AnswerScope, PostgresSandbox
 from .session import DEFAULT_DEADLINE_S, Deadline, Engine, Rows, SqlSession
 from .watchdog import Watchdog
 
@@ -42,6 +42,7 @@ class Sandbox:
         self._lock = threading.Lock()
         self._postgres: PostgresSandbox | None = None
         self._duckdb_spares: DuckdbSpares | None = None
+        self._scopes = threading.local()
 
     @property
     def postgres(self) -> PostgresSandbox:
@@ -70,10 +71,30 @@ class Sandbox:
             with duckdb_answer(seconds, self.watchdog, spares) as duck:
                 yield duck
         elif engine == "postgres":
-            with self.postgres.answer(seconds) as session:
+            scope = getattr(self._scopes, "current", None)
+            with self.postgres.answer(seconds, scope) as session:
                 yield session
         else:
             raise ValueError(f"no sandbox for engine {engine!r}")
+
+    @contextmanager
+    def answer_scope(self) -> Iterator[None]:
+        """Everything one answer's checks open on this thread inside the block: a PostgreSQL
+        database the answer left in order is emptied and given to its next session instead of
+        a new one (never to another answer); all are dropped when the block ends."""
+        if getattr(self._scopes, "current", None) is not None:
+            yield  # already inside this answer's scope
+            return
+        scope = AnswerScope()
+        self._scopes.current = scope
+        try:
+            yield
+        finally:
+            self._scopes.current = None
+            with self._lock:
+                postgres = self._postgres
+            if postgres is not None:
+                postgres.drop_scope(scope)
 
     def close(self) -> None:
         with self._lock:

@@ -39,6 +39,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from .errors import Broken, Damaged, Rejected, TimedOut, first_line_of
+from .pg_standins import install_stand_ins
 from .session import Deadline, Rows, SqlSession
 from .watchdog import Watchdog
 
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
 TEMPLATE = "plumber_answer_template"
 ROLE_PREFIX = "answer_"
 SAFE_EXTENSIONS = ("pgcrypto", "citext", "pg_trgm", "btree_gist", "uuid-ossp")
-"""Trusted extensions pre-installed for answers (when the server has them)."""
+"""Trusted extensions pre-installed for answers (when the server has them; else, for
+pgcrypto and uuid-ossp, the stand-ins of `pg_standins`)."""
 CONNECTION_LIMIT = 4
 GRACE_S = 1.0
 """After the deadline: cancel, wait this long, then terminate (and keep terminating)."""
@@ -164,7 +166,7 @@ class PostgresSession(SqlSession):
         self.deadline.check()
         satisfied = _CREATE_EXTENSION.fullmatch(sql)
         if satisfied and satisfied.group(2).lower() in self._preinstalled:
-            self.notes.append(f"extension {satisfied.group(2)} is pre-installed in the sandbox")
+            self.notes.append(f"extension {satisfied.group(2)} is provided by the sandbox")
             return None
         try:
             cursor = self.connection.execute(sql.encode())  # bytes: no parameter placeholders
@@ -296,13 +298,23 @@ class PostgresSandbox:
     # --- one answer -----------------------------------------------------------------------
 
     @contextmanager
-    def answer(self, seconds: float) -> Iterator[PostgresSession]:
+    def answer(self, seconds: float, scope: AnswerScope | None = None
+               ) -> Iterator[PostgresSession]:
         """A fresh role and database for one answer, with a deadline `seconds` away from when
-        they are ready; dropped afterwards."""
+        they are ready; dropped afterwards.
+
+        Within an `AnswerScope` (one answer's checks) a database the same answer used before,
+        and left without error or timeout, is emptied (`DROP OWNED BY CURRENT_USER CASCADE`,
+        as its own role) and given again instead of a new one: it never passes to another
+        answer, and the scope drops them all when the answer is done.
+        """
         self.admin_dsn  # noqa: B018  (starts the cluster, and the spares, if needed)
         with self._lock:
-            spares, cleaner = self._spares, self._cleaner
-        made = spares.take() if spares is not None else None
+            spares, cleaner, generation = self._spares, self._cleaner, self.restarts
+        made = scope.reuse(generation) if scope is not None else None
+        reused = made is not None
+        if made is None:
+            made = spares.take() if spares is not None else None
         if made is None:
             with self._admin() as admin:
                 made = self._create(admin, self.admin_dsn)
@@ -318,16 +330,30 @@ class PostgresSandbox:
 
         handle = self._watchdog.schedule(deadline.at, alarm)
         session: PostgresSession | None = None
+        clean = False
         try:
             session = PostgresSession(deadline, dsn, self._preinstalled)
+            if reused:
+                session.reset()
             yield session
+            clean = not deadline.expired
         finally:
             self._watchdog.cancel(handle)
             if session is not None:
                 session.close()
-            if cleaner is not None:
+            if scope is not None and clean:
+                scope.keep(name, dsn, generation)
+            elif cleaner is not None:
                 cleaner.drop(name)
             self._check_health()
+
+    def drop_scope(self, scope: AnswerScope) -> None:
+        """Drop every database an answer's scope kept (on the background cleaner)."""
+        with self._lock:
+            cleaner = self._cleaner
+        for name in scope.release():
+            if cleaner is not None:
+                cleaner.drop(name)
 
     def _create(self, admin: psycopg.Connection[Any], admin_dsn: str) -> tuple[str, str]:
         """A new role and its database: (name, the role's DSN)."""
@@ -380,6 +406,30 @@ class PostgresSandbox:
             raise Damaged(f"the answer damaged the sandbox server: {problem}")
 
 
+class AnswerScope:
+    """The databases one answer used and left in order, kept for its next session (one
+    thread's, one answer's: never shared)."""
+
+    def __init__(self) -> None:
+        self._free: list[tuple[str, str, int]] = []
+
+    def reuse(self, generation: int) -> tuple[str, str] | None:
+        """A kept (role, DSN) of this cluster generation, or None."""
+        while self._free:
+            name, dsn, made_in = self._free.pop()
+            if made_in == generation:
+                return name, dsn
+        return None
+
+    def keep(self, name: str, dsn: str, generation: int) -> None:
+        self._free.append((name, dsn, generation))
+
+    def release(self) -> list[str]:
+        names = [name for name, _, _ in self._free]
+        self._free = []
+        return names
+
+
 def _default_cluster() -> AbstractContextManager[str]:
     from ..pgcluster import throwaway_cluster
 
@@ -405,6 +455,7 @@ def _prepare(dsn: str) -> frozenset[str]:
         for name in installed:
             template.execute(sql.SQL("CREATE EXTENSION {} SCHEMA public").format(
                 sql.Identifier(name)))
+        stood_in = install_stand_ins(template, set(SAFE_EXTENSIONS) - set(installed))
         template.execute(_GUARD.encode())
     with _connect(dsn) as admin:
         admin.execute(sql.SQL(
@@ -412,7 +463,7 @@ def _prepare(dsn: str) -> frozenset[str]:
                 sql.Identifier(TEMPLATE)))
         admin.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
             sql.Identifier(TEMPLATE)))
-    return frozenset(installed)
+    return frozenset(installed) | stood_in
 
 
 class _Cleaner:

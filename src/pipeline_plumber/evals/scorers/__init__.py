@@ -86,6 +86,11 @@ class Resources:
         memory, bounded) with one deadline over everything run in the with-block."""
         return self.sandbox.answer_session(engine, deadline_s=deadline_s)
 
+    def answer_scope(self) -> contextlib.AbstractContextManager[None]:
+        """Around all the checks of one answer (on one thread): its sessions may reuse the
+        databases it used before, emptied, instead of new ones; never another answer's."""
+        return self.sandbox.answer_scope()
+
     def close(self) -> None:
         with self._lock:
             sandbox, self._sandbox = self._sandbox, None

@@ -1,0 +1,72 @@
+"""One answer's checks share its databases (emptied between sessions); another answer never
+sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline_plumber.sandbox import Sandbox, TimedOut
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(deadline_s=5) as shared:
+        yield shared
+
+
+def _database(sandbox: Sandbox, setup: str = "") -> str:
+    with sandbox.answer_session("postgres") as session:
+        found = session.execute(
+            "SELECT current_database(), (SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r')")
+        if setup:
+            session.execute(setup)
+    assert found is not None
+    name, tables = found[0]
+    assert tables == 0, f"{name} was handed over with {tables} table(s) in it"
+    return str(name)
+
+
+def test_within_one_answer_a_database_is_emptied_and_reused(sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        first = _database(sandbox, "CREATE TABLE leftover (id int PRIMARY KEY)")
+        second = _database(sandbox, "CREATE SEQUENCE s")
+        with sandbox.answer_session("postgres") as outer:
+            found = outer.execute("SELECT current_database()")
+            nested = _database(sandbox)
+        again = _database(sandbox)
+    assert second == first
+    assert found == [(first,)]
+    assert nested != first  # the outer session holds the kept one: the nested gets a new one
+    assert again in (first, nested)
+
+
+def test_another_answer_never_gets_it_and_it_is_dropped(sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        mine = _database(sandbox, "CREATE TABLE secret (v text)")
+    with sandbox.answer_scope():
+        other = _database(sandbox)
+    assert other != mine
+    assert _database(sandbox) != mine  # outside any scope: always a new one
+    admin = sandbox.postgres
+    with admin._admin() as conn:  # the cleaner drops on its own thread
+        for _ in range(100):
+            left = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
+                                (mine,)).fetchone()
+            if left == (0,):
+                break
+            import time
+            time.sleep(0.05)
+    assert left == (0,)
+
+
+def test_a_database_left_by_a_timeout_is_not_reused(sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        with pytest.raises(TimedOut), \
+                sandbox.answer_session("postgres", deadline_s=0.5) as session:
+            timed = session.execute("SELECT current_database()")
+            session.execute("SELECT pg_sleep(5)")
+        assert timed is not None
+        assert _database(sandbox) != timed[0][0]
