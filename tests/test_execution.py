@@ -17,6 +17,8 @@ from pipeline_plumber.evals.execution.synth import insert_sql, populate, rows
 from pipeline_plumber.evals.scorers import Context, Resources
 from pipeline_plumber.evals.scoring import CheckResult, combine
 
+pytestmark = pytest.mark.engines  # answers run on PostgreSQL and DuckDB
+
 SCHEMA = """\
 ```sql
 CREATE TABLE plans (plan_code TEXT PRIMARY KEY,
@@ -303,3 +305,39 @@ def test_a_table_whose_only_column_is_generated_gets_default_rows(engine: str,
         assert stored.refused == [] and len(stored["customers"]) == 3
         session.execute(insert_sql(catalog.tables["customers"], [{}]))
         assert session.execute("SELECT count(DISTINCT customer_id) FROM customers") == [(4,)]
+
+
+REFUSED_ROWS = """\
+```sql
+CREATE TABLE plans (plan_code TEXT PRIMARY KEY);
+CREATE TABLE subscriptions (id INT PRIMARY KEY, plan_code TEXT NOT NULL REFERENCES plans);
+INSERT INTO plans VALUES ('team');
+INSERT INTO plans VALUES (NULL);  -- rejected: a plan needs a code
+INSERT INTO plans VALUES ('starter');
+```
+
+This one must fail, the plan does not exist:
+
+```sql
+INSERT INTO subscriptions VALUES (1, 'gold');
+```
+
+## How to verify
+
+```sql
+INSERT INTO subscriptions VALUES (2, 'team'), (2, 'team');
+SELECT count(*) FROM subscriptions;
+```
+"""
+
+
+def test_rows_the_answer_says_are_refused_are_checks_not_setup(resources: Resources) -> None:
+    program = build_program(Answer(REFUSED_ROWS, "file"), "duckdb")
+    inserts = [(s.kind, s.target) for s in program.steps if s.statement == "INSERT"]
+    assert inserts == [("seed", "plans"), ("example", "plans"), ("seed", "plans"),
+                       ("example", "subscriptions"), ("example", "subscriptions")]
+    assert "How to verify" in program.steps[-2].note
+    with open_session(resources, "duckdb") as session:
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert session.execute("SELECT count(*) FROM plans") == [(2,)]

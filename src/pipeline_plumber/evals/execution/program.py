@@ -14,7 +14,9 @@ Kinds, and what the execution model does with each:
 - `query`: SELECT / EXPLAIN / SHOW.
 - `example`: a statement the answer marks as an example of a later operation, one that acts
   on an object the answer never creates, or one it quotes from the prompt before giving its
-  own version (the user's broken DDL, the query to rewrite): reported, never failed.
+  own version (the user's broken DDL, the query to rewrite), or a write that checks the
+  answer (under its "How to verify" heading, or literal rows its comment says are refused):
+  reported, never failed.
 - `skip`: what a sandbox does not run (GRANT, roles, transaction control, COPY from files, psql
   meta-commands, extensions, orchestration objects such as Snowflake tasks).
 
@@ -146,27 +148,35 @@ class _Raw:
     lead: str  # text between the previous statement and this one (its comments)
     where: str
     block_intro: str  # the prose just before the block's fence
+    tail: str = ""  # a comment after the statement's semicolon, on the same line
+    block_prose: str = ""  # the prose just before the block, for every statement of it
+    section: str = ""  # the heading the block sits under ("How to verify")
 
 
-def _split(code: str, dialect: str) -> list[tuple[str, str]]:
-    """(statement, the comments and blanks before it) for each statement of `code`."""
+def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
+    """(statement, the comments and blanks before it, the comment after its semicolon on the
+    same line) for each statement of `code`."""
     from sqlglot.dialects.dialect import Dialect
     from sqlglot.tokenizer_core import TokenType
 
     text = _META.sub(lambda m: " " * len(m.group(0)), without_jinja(code))
     tokens = Dialect.get_or_raise(dialect).tokenize(text)
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, str]] = []
     current: list[Any] = []
     previous_end = 0
     for token in [*tokens, None]:
         if token is None or token.token_type == TokenType.SEMICOLON:
             if current:
                 start, end = current[0].start, current[-1].end + 1
+                after = token.end + 1 if token is not None else end
+                line_end = text.find("\n", after)
+                tail = text[after:line_end if line_end >= 0 else len(text)]
+                tail = tail if re.match(r"\s*(--|/\*|#)", tail) else ""
                 # a comment right before the first token belongs to the statement's lead
                 out.append((text[start:end], text[previous_end:start] + " ".join(
-                    c for t in current[:1] for c in (t.comments or []))))
-                previous_end = end
-            if token is not None:
+                    c for t in current[:1] for c in (t.comments or [])), tail))
+                previous_end = after + len(tail)
+            elif token is not None:
                 previous_end = token.end + 1
             current = []
         else:
@@ -174,14 +184,20 @@ def _split(code: str, dialect: str) -> list[tuple[str, str]]:
     return out
 
 
+_HEADING = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+\S.*|\*\*[^*\n]+\*\*.*)$")
+
+
 def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
     lines = answer.text.splitlines()
+    prose = answer.prose.splitlines()
     raws: list[_Raw] = []
     for block in answer.sql_blocks:
         intro = "\n".join(lines[max(0, block.line - 4): block.line - 1])
-        for i, (sql, lead) in enumerate(_split(block.code, dialect), start=1):
+        section = next((line.strip() for line in reversed(prose[:block.line - 1])
+                        if _HEADING.match(line)), "")
+        for i, (sql, lead, tail) in enumerate(_split(block.code, dialect), start=1):
             where = f"SQL block {block.index} (line {block.line}), statement {i}"
-            raws.append(_Raw(sql, lead, where, intro if i == 1 else ""))
+            raws.append(_Raw(sql, lead, where, intro if i == 1 else "", tail, intro, section))
     return raws
 
 
@@ -190,6 +206,14 @@ def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
 _EXAMPLE = re.compile(
     r"\b(e\.g\.|for example|example|illustrat\w*|for instance|later|in the future|some ?day|"
     r"when (you|we) need|to evolve|evolution|migration|hypothetical)\b", re.I)
+_VERIFY = re.compile(r"^(#{1,6}[ \t]+|\*\*)[^\n]*\b(how to (verify|test|check)|"
+                     r"verif(y|ying|ication)|sanity[- ]check|try it)\b", re.I)
+_MUST_FAIL = re.compile(
+    r"\b(must|should|will|would|is expected to|ought to)\s+(not\s+(be\s+accepted|succeed|load|"
+    r"work|go\s+in)|(be\s+)?(fail|refused|rejected|raise|error|violate|blocked|denied)\w*)|"
+    r"\bexpect(s|ed|ing)?\s*:?\s*(an?\s+)?(error|failure|exception|violation|refusal)\b|"
+    r"(--|/\*|#)\s*(rejected|refused|fails?|error|violat\w*|raises?)\b|"
+    r"\bfails\s+(with|because|on)\b", re.I)
 _BACKFILL = re.compile(r"\b(backfill\w*|re-?process\w*|recompute\w*|rebuild\w*)\b", re.I)
 _PARAMS = re.compile(r"(\$\d+|%\(\w+\)s|%s|(?<![:\w]):[a-z_]\w*\b|\?(?!\w))", re.I)
 _AGE = re.compile(r"\b(now\s*\(|current_date|current_timestamp|getdate|sysdate|interval\b|"
@@ -440,6 +464,11 @@ def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: st
     if target is not None and created_anywhere and target not in created_anywhere:
         return "example", statement, target, (
             f"writes {target}, which the answer never creates"), tree
+    if _MUST_FAIL.search(raw.lead + "\n" + raw.tail + "\n" + raw.block_prose) and not (
+            _reads_other_tables(tree, target)):
+        return "example", statement, target, "a check the answer says must be refused", tree
+    if _VERIFY.match(raw.section):
+        return "example", statement, target, "a check in the answer's How to verify", tree
     if _PARAMS.search(_without_strings(raw.sql)):
         return "example", statement, target, "uses bind parameters", tree
     if isinstance(tree, exp.Insert):
@@ -457,6 +486,16 @@ def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: st
             and isinstance(eq.this, exp.Column)):
         return "maintenance", statement, target, "closes SCD2 versions", tree
     return "load", statement, target, "", tree
+
+
+def _reads_other_tables(tree: Any, target: str | None) -> bool:
+    """Whether a write reads tables besides its target: a load moves data, while a check
+    writes literal rows to see the constraints refuse them."""
+    from sqlglot import exp
+
+    if tree is None:
+        return True
+    return any(t.name and str(t.name).lower() != target for t in tree.find_all(exp.Table))
 
 
 _BOOKKEEPING = re.compile(r"(watermark|checkpoint|bookmark|high_?water|_state$|^etl_|_runs?$|"
