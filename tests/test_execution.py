@@ -341,3 +341,21 @@ def test_rows_the_answer_says_are_refused_are_checks_not_setup(resources: Resour
         execution = setup(session, program)
         assert execution.ok, execution.failures
         assert session.execute("SELECT count(*) FROM plans") == [(2,)]
+
+
+def test_a_view_with_options_over_a_table_never_created_is_an_example(
+        resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE tokens (id INT PRIMARY KEY, token TEXT);\n"
+            "CREATE VIEW partner_signups WITH (security_barrier) AS\n"
+            "  SELECT ns.signup_id, t.token FROM newsletter_signups AS ns JOIN tokens AS t "
+            "ON t.id = ns.signup_id;\n"
+            "CREATE VIEW token_view WITH (security_barrier = true) AS SELECT id FROM tokens\n"
+            "  WITH LOCAL CHECK OPTION;\n```\n")
+    program = build_program(Answer(text, "file"), "postgres")
+    assert [(s.kind, s.target) for s in program.steps] == [
+        ("ddl", "tokens"), ("example", "partner_signups"), ("ddl", "token_view")]
+    assert "newsletter_signups" in program.steps[1].note
+    with open_session(resources, "postgres") as session:
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert session.execute("SELECT count(*) FROM token_view") == [(0,)]

@@ -264,10 +264,30 @@ def _parse(sql: str, dialect: str) -> Any:
     from sqlglot.errors import ParseError, TokenError
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
-    try:
-        return sqlglot.parse_one(sql, read=dialect)
-    except (ParseError, TokenError, ValueError):
-        return None
+    for text in dict.fromkeys((sql, _plain_view(sql))):
+        try:
+            tree = sqlglot.parse_one(text, read=dialect)
+        except (ParseError, TokenError, ValueError):
+            continue
+        if not isinstance(tree, sqlglot.exp.Command) or text == _plain_view(text):
+            return tree
+    return None
+
+
+_VIEW_HEAD = re.compile(
+    r"^(\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:TEMP|TEMPORARY|SECURE|MATERIALIZED)\s+)*)"
+    r"(?:RECURSIVE\s+)?(VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?[\w\".]+\s*(?:\([^()]*\)\s*)?)"
+    r"(?:WITH\s*\((?:[^()]|\([^()]*\))*\)\s*)?(?=AS\b)", re.I)
+_VIEW_TAIL = re.compile(r"\s+WITH\s+(?:CASCADED\s+|LOCAL\s+)?CHECK\s+OPTION\s*$", re.I)
+
+
+def _plain_view(sql: str) -> str:
+    """`sql` without the view options sqlglot does not read (`WITH (security_barrier)`,
+    `RECURSIVE`, `WITH CHECK OPTION`), so the tables a view reads are still found; the engine
+    runs the answer's own text."""
+    if not _VIEW_HEAD.match(sql):
+        return sql
+    return _VIEW_TAIL.sub("", _VIEW_HEAD.sub(r"\1\2", sql, count=1))
 
 
 def _table_name(node: Any) -> str | None:
