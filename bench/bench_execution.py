@@ -5,8 +5,9 @@ Takes every labelled answer of the suite (reference, correct and flawed), replic
 answers (default 1,000), each copy a new Answer with nothing cached, and grades each against
 its case exactly as `plumber eval calibrate` does: every case check and rubric check, the
 answer's SQL set up in the sandbox, the command's property family and the case's probes run
-(one PostgreSQL cluster for the run, started before timing; a fresh sandbox database per
-answer; DuckDB in memory). Judge criteria are looked up in an empty store: not scored.
+(one PostgreSQL cluster and Airflow's warm process for the run, started before timing; each
+answer's databases its own, shared by its checks; DuckDB in memory). Judge criteria are
+looked up in an empty store: not scored.
 
     .venv/bin/python bench/bench_execution.py [--answers 1000] [--jobs N] [--evals evals]
                                               [--profile out.pstats]
@@ -44,6 +45,20 @@ def workload(suite: Suite, count: int) -> list[tuple[Case, Answer]]:
             for case, answer in (pool[i % len(pool)] for i in range(count))]
 
 
+def warm_airflow() -> float | None:
+    """Start the warm process that imports answers' DAGs (like the cluster, once per run);
+    its start-up seconds, or None without Airflow."""
+    from pipeline_plumber.errors import EnvironmentProblem
+    from pipeline_plumber.evals.execution.families.airflow import import_dags
+
+    start = time.perf_counter()
+    try:
+        import_dags(["from airflow.sdk import DAG\nwith DAG('warm', schedule=None):\n    pass\n"])
+    except EnvironmentProblem:
+        return None
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--answers", type=int, default=1000)
@@ -68,6 +83,7 @@ def main() -> None:
             Resources(judge_store=JudgeStore(Path(empty))) as resources:
         with resources.answer_session("postgres") as session:  # start the cluster untimed
             session.execute("SELECT 1")
+        warm = warm_airflow()
         profiler = None
         if args.profile:
             import cProfile
@@ -87,6 +103,8 @@ def main() -> None:
     print(f"{len(results)} answers ({len(suite.cases)} cases, {executed} with SQL executed) "
           f"graded in {took:.1f} s with {args.jobs} worker(s): {rate:.1f} answers/s "
           f"(target {TARGET:g}: {rate / TARGET:.2f}x)")
+    if warm is not None:
+        print(f"(Airflow's warm process started before timing, in {warm:.1f} s)")
     load = os.getloadavg()[0]
     print(f"this process used {cpu / len(results) * 1000:.0f} ms of CPU per answer (the engines' "
           f"server time not counted); load average {load:.1f} on {os.cpu_count()} CPUs")

@@ -4,7 +4,8 @@ Opens N answer sessions one after another and times each from request to close, 
 run in it (`SELECT 1`), and with a trivial DDL. Compares CREATE DATABASE strategies (WAL_LOG
 and FILE_COPY) and prints medians, p95 and ratios against a bare superuser connection to an
 existing database (what an answer cost before it had a role and database of its own) and
-against DuckDB's sandbox.
+against DuckDB's sandbox, and what a further session of the same answer costs (its database
+emptied and given again).
 
     .venv/bin/python bench/bench_sandbox.py [--answers 200]
 """
@@ -73,6 +74,9 @@ def main() -> None:
                  timings(args.answers, in_session(sandbox, "postgres", ddl)), bare)
         show("duckdb answer, one CREATE TABLE",
              timings(args.answers, in_session(sandbox, "duckdb", ddl)), bare)
+        with sandbox.answer_scope():  # the same answer's next check: its database, emptied
+            show("postgres, the same answer's next session",
+                 timings(args.answers, in_session(sandbox, "postgres", ddl)), bare)
         print(f"FILE_COPY / WAL_LOG: {results['FILE_COPY'] / results['WAL_LOG']:.2f}")
         print(f"health-check restarts during the run: {sandbox.postgres.restarts}")
 

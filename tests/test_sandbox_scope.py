@@ -33,6 +33,16 @@ def test_within_one_answer_a_database_is_emptied_and_reused(sandbox: Sandbox) ->
     with sandbox.answer_scope():
         first = _database(sandbox, "CREATE TABLE leftover (id int PRIMARY KEY)")
         second = _database(sandbox, "CREATE SEQUENCE s")
+        with sandbox.answer_session("postgres") as session:
+            name = session.execute("SELECT current_database()")
+            assert name is not None
+            session.execute(f"ALTER DATABASE {name[0][0]} SET work_mem = '7MB'")
+            session.execute("ALTER ROLE CURRENT_USER SET search_path = x7")
+        with sandbox.answer_session("postgres") as session:
+            settings = session.execute("SELECT current_setting('work_mem'), "
+                                       "current_setting('search_path')")
+        assert settings is not None and "7MB" not in settings[0][0]
+        assert settings[0][1] != "x7"
         with sandbox.answer_session("postgres") as outer:
             found = outer.execute("SELECT current_database()")
             nested = _database(sandbox)

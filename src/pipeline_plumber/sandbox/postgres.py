@@ -114,6 +114,12 @@ SELECT md5(concat_ws('|',
   pg_read_file('postgresql.auto.conf')))
 """
 
+_FORGET_SETTINGS = """DO $$ BEGIN
+  EXECUTE format('ALTER DATABASE %I RESET ALL', current_database());
+  ALTER ROLE CURRENT_USER RESET ALL;
+END $$"""
+"""Run by an answer's own role before its database is kept for its next session."""
+
 _CREATE_EXTENSION = re.compile(
     r"""\s*CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?("?)([\w-]+)\1
         (?:\s+(?:WITH\s+)?(?:SCHEMA\s+"?\w+"?|VERSION\s+'?[\w.]+'?|CASCADE))*\s*;?\s*""",
@@ -304,9 +310,10 @@ class PostgresSandbox:
         they are ready; dropped afterwards.
 
         Within an `AnswerScope` (one answer's checks) a database the same answer used before,
-        and left without error or timeout, is emptied (`DROP OWNED BY CURRENT_USER CASCADE`,
-        as its own role) and given again instead of a new one: it never passes to another
-        answer, and the scope drops them all when the answer is done.
+        and left without error or timeout, is given again instead of a new one: its settings
+        reset when it was left, emptied (`DROP OWNED BY CURRENT_USER CASCADE`) when taken, both
+        by its own role. It never passes to another answer, and the scope drops them all when
+        the answer is done.
         """
         self.admin_dsn  # noqa: B018  (starts the cluster, and the spares, if needed)
         with self._lock:
@@ -336,7 +343,9 @@ class PostgresSandbox:
             if reused:
                 session.reset()
             yield session
-            clean = not deadline.expired
+            if scope is not None and not deadline.expired:
+                session.execute(_FORGET_SETTINGS)  # the next session logs in without them
+                clean = True
         finally:
             self._watchdog.cancel(handle)
             if session is not None:
