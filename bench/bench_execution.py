@@ -45,18 +45,18 @@ def workload(suite: Suite, count: int) -> list[tuple[Case, Answer]]:
             for case, answer in (pool[i % len(pool)] for i in range(count))]
 
 
-def warm_airflow() -> float | None:
+def warm_airflow() -> str:
     """Start the warm process that imports answers' DAGs (like the cluster, once per run);
-    its start-up seconds, or None without Airflow."""
+    what it took, or why there is none (the airflow answers' DAGs are then not imported)."""
     from pipeline_plumber.errors import EnvironmentProblem
     from pipeline_plumber.evals.execution.families.airflow import import_dags
 
     start = time.perf_counter()
     try:
         import_dags(["from airflow.sdk import DAG\nwith DAG('warm', schedule=None):\n    pass\n"])
-    except EnvironmentProblem:
-        return None
-    return time.perf_counter() - start
+    except EnvironmentProblem as err:
+        return f"Airflow's warm process did not start, DAGs not imported: {err}"
+    return f"Airflow's warm process started before timing, in {time.perf_counter() - start:.1f} s"
 
 
 def main() -> None:
@@ -103,8 +103,7 @@ def main() -> None:
     print(f"{len(results)} answers ({len(suite.cases)} cases, {executed} with SQL executed) "
           f"graded in {took:.1f} s with {args.jobs} worker(s): {rate:.1f} answers/s "
           f"(target {TARGET:g}: {rate / TARGET:.2f}x)")
-    if warm is not None:
-        print(f"(Airflow's warm process started before timing, in {warm:.1f} s)")
+    print(f"({warm})")
     load = os.getloadavg()[0]
     print(f"this process used {cpu / len(results) * 1000:.0f} ms of CPU per answer (the engines' "
           f"server time not counted); load average {load:.1f} on {os.cpu_count()} CPUs")
