@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake Messages API, and the real Claude Code CLI pointed at it."""
+"""Shared fixtures: every test as a fresh user in a fresh folder, a fake Messages API, the real
+Claude Code CLI pointed at it, and the markers of the tests that need engines or Claude Code."""
 
 from __future__ import annotations
 
@@ -9,9 +10,70 @@ from pathlib import Path
 
 import pytest
 
+from pipeline_plumber.engines import airflow_env
+from pipeline_plumber.engines.cache import CACHE_ENV, cache_dir
+from pipeline_plumber.errors import EnvironmentProblem
 from support.fake_api import FakeMessagesAPI, RecordedRequest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _airflow_python() -> str | None:
+    try:
+        return str(airflow_env.find_airflow_python())
+    except (EnvironmentProblem, OSError):  # OSError: an account that may not look (nobody)
+        return None  # the tests that need Airflow fail with the product's own hint
+
+
+USER_CACHE = cache_dir()
+"""The real user's cache folder (`plumber setup airflow` put Airflow there), resolved at session
+start, before `isolated_user` moves HOME; only the test of `setup airflow` itself looks in it."""
+AIRFLOW_PYTHON = _airflow_python()
+"""Airflow's python, found the way `verify` finds it before HOME moves, and then handed to every
+test through PLUMBER_AIRFLOW_PYTHON."""
+
+ENGINE_FIXTURES = frozenset({"pg", "dsn", "resources", "sandbox"})
+"""Fixtures that start PostgreSQL (or a sandbox over PostgreSQL and DuckDB): a test using one is
+marked `engines`, and one using `claude_cli` is marked `claude`, without being told to."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & ENGINE_FIXTURES:
+            item.add_marker(pytest.mark.engines)
+        if "claude_cli" in fixtures:
+            item.add_marker(pytest.mark.claude)
+
+
+USER_FOLDERS = {
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_STATE_HOME": ".local/state",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_user(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+                  ) -> Path:
+    """Each test runs as a new user (HOME, the XDG folders and plumber's cache in a temporary
+    folder) from a new working folder, where plumber's `.plumber/` run folders land: nothing a
+    test does reaches the developer's home or the checkout, and nothing there changes a result.
+    Airflow and Claude Code are still found (PLUMBER_AIRFLOW_PYTHON; `.tools/` by full path)."""
+    root = tmp_path_factory.mktemp("user")
+    home = root / "home"
+    work = root / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for variable, folder in USER_FOLDERS.items():
+        monkeypatch.setenv(variable, str(home / folder))
+    monkeypatch.setenv(CACHE_ENV, str(home / ".cache" / "pipeline-plumber"))
+    if AIRFLOW_PYTHON and not os.environ.get(airflow_env.AIRFLOW_PYTHON_ENV):
+        monkeypatch.setenv(airflow_env.AIRFLOW_PYTHON_ENV, AIRFLOW_PYTHON)
+    monkeypatch.chdir(work)
+    return work
 CLAUDE_BIN = REPO / ".tools" / "claude" / "node_modules" / ".bin" / "claude"
 CLAUDE_VERSION = "2.1.328"
 DUMMY_API_KEY = "sk-ant-test-not-a-real-key"

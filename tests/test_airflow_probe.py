@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.engines  # Airflow 3 imports and test-runs each DAG
+
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
 PROBE = REPO / "src" / "pipeline_plumber" / "airflow_probe.py"

@@ -14,10 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import USER_CACHE
 from pipeline_plumber.cli import cli
 from pipeline_plumber.engines import airflow_env, postgres_binaries
+from pipeline_plumber.engines.cache import CACHE_ENV
 from pipeline_plumber.errors import EnvironmentProblem
 from pipeline_plumber.pgcluster import find_server_bindir
+
+pytestmark = pytest.mark.engines  # PostgreSQL binaries and the Airflow virtualenv
 
 MACHINE_BINDIR = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]
 
@@ -110,6 +114,7 @@ def test_setup_airflow_is_idempotent_and_verify_finds_it(monkeypatch: pytest.Mon
     """`.ci/install-airflow` ran `plumber setup airflow` before the tests: a second run is
     instant, and `verify` resolves to its python without PLUMBER_AIRFLOW_PYTHON."""
     monkeypatch.delenv(airflow_env.AIRFLOW_PYTHON_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(USER_CACHE))  # the real user's, not the test's empty one
     result = CliRunner().invoke(cli, ["setup", "airflow"])
     assert result.exit_code == 0, result.output
     assert "is already set up" in result.stderr

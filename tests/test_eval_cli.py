@@ -41,6 +41,7 @@ def test_shipped_suite_covers_every_command() -> None:
         assert pair.flawed and all(a.label and a.label.reason for a in pair.flawed)
 
 
+@pytest.mark.engines
 def test_calibrate_agrees_fully_on_the_shipped_set() -> None:
     result = invoke("eval", "calibrate", "--evals", str(EVALS), "--json")
     data = json.loads(result.stdout)
@@ -52,6 +53,7 @@ def test_calibrate_agrees_fully_on_the_shipped_set() -> None:
     assert data["scorers"]["judge"]["true_pass"] == 0
 
 
+@pytest.mark.engines
 def test_run_references_passes_and_writes_reports(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = invoke("eval", "run", "--evals", str(EVALS), "--answers", "references",
@@ -74,6 +76,7 @@ def test_run_references_passes_and_writes_reports(tmp_path: Path) -> None:
     assert "<script" not in html and "schema-events-postgres" in html
 
 
+@pytest.mark.engines
 def test_run_flawed_answers_exits_1_with_actionable_reasons(tmp_path: Path) -> None:
     summary = tmp_path / "step-summary.md"
     result = plumber("eval", "run", "--evals", str(EVALS), "--answers", "flawed", "--case",
@@ -111,6 +114,7 @@ def test_run_recorded_with_a_case_missing_exits_2(tmp_path: Path) -> None:
     assert "schema-orders-snowflake" not in result.output
 
 
+@pytest.mark.engines
 def test_the_shipped_suite_is_used_outside_a_checkout_and_named(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
@@ -124,6 +128,7 @@ def test_the_shipped_suite_is_used_outside_a_checkout_and_named(tmp_path: Path,
     assert "eval cases folder not found: pass --evals DIR" in missing.output
 
 
+@pytest.mark.engines
 def test_run_scores_recordings_and_ignores_stale_ones(tmp_path: Path) -> None:
     suite = load_suite(EVALS, load_checklists(KB))
     case = next(c for c in suite.cases if c.id == "schema-orders-snowflake")
@@ -145,6 +150,7 @@ def test_run_scores_recordings_and_ignores_stale_ones(tmp_path: Path) -> None:
     assert log["results"][0]["answer"]["meta"]["model"] == "fixture-not-a-model"
 
 
+@pytest.mark.engines
 def test_score_json_by_command_rubric(tmp_path: Path) -> None:
     answer = EVALS / "answers" / "schema-events-postgres" / "flawed-naive-timestamps.md"
     result = invoke("eval", "score", "--evals", str(EVALS), "--command", "schema", "--answer",

@@ -31,6 +31,7 @@ def _body(kind: str) -> str:
     return text.split("\n---\n", 1)[1]
 
 
+@pytest.mark.engines
 def test_a_correct_answer_is_held_to_every_check_and_counted() -> None:
     root = EVALS
     result = invoke("eval", "calibrate", "--evals", str(root), "--case", CASE, "--json",
@@ -40,6 +41,7 @@ def test_a_correct_answer_is_held_to_every_check_and_counted() -> None:
     assert data["by_kind"]["reference"] == 1
 
 
+@pytest.mark.engines
 def test_a_correct_answer_that_fails_its_case_is_a_false_fail(tmp_path: Path) -> None:
     flawed = (EVALS / "answers" / CASE).glob("flawed-*.md")
     wrong = _body(next(iter(sorted(flawed))).stem)
@@ -56,6 +58,7 @@ def test_a_correct_answer_that_fails_its_case_is_a_false_fail(tmp_path: Path) ->
     assert "false passes: 0 (flawed answers whose case passed); false fails: 1" in text
 
 
+@pytest.mark.engines
 def test_a_correct_answer_file_must_say_so(tmp_path: Path) -> None:
     root = _suite_with(tmp_path, "correct-other-words.md",
                        "---\nprovenance: hand-written reference\n---\n" + _body("reference"))
@@ -65,6 +68,7 @@ def test_a_correct_answer_file_must_say_so(tmp_path: Path) -> None:
            "'hand-written correct'" in result.output
 
 
+@pytest.mark.engines
 def test_score_case_grades_by_the_cases_probes_and_rubric(tmp_path: Path) -> None:
     answers = EVALS / "answers" / CASE
     good = invoke("eval", "score", "--case", CASE, "--answer", str(answers / "reference.md"),
@@ -143,6 +147,7 @@ def test_code_quoted_from_the_prompt_never_counts_against_the_answer() -> None:
     assert run_check(no_star, own_star, Context(prompt=PROMPT)).status == "fail"
 
 
+@pytest.mark.engines
 def test_score_prompt_option_reads_the_request(tmp_path: Path) -> None:
     answer = tmp_path / "answer.md"
     answer.write_text(QUOTING, encoding="utf-8")

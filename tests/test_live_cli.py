@@ -20,6 +20,8 @@ from pipeline_plumber.live.compare import compare, fisher_one_sided
 from pipeline_plumber.live.run_folder import read_jsonl
 from support.fake_api import FakeMessagesAPI, Fault, RecordedRequest
 
+pytestmark = pytest.mark.engines  # each `plumber eval run` process scores on PostgreSQL
+
 REPO = Path(__file__).resolve().parents[1]
 CANARY = "sk-ant-canary-9f8e7d6c5b4a39281706"
 SCHEMA = ("--command", "schema")  # the tests run the schema cases of evals/cases

@@ -13,6 +13,8 @@ from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
 from support.fake_api import FakeMessagesAPI
 from test_live_cli import CASES, REPO, answers, plumber, votes
 
+pytestmark = pytest.mark.engines  # each `plumber eval run` process scores on PostgreSQL
+
 
 def reference_answers() -> dict[str, str]:
     """The hand-written reference answer of each schema case, keyed by a phrase of its prompt."""

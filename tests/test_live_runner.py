@@ -59,7 +59,8 @@ def run(api: FakeMessagesAPI, tmp: Path, prompts: PackPrompts, n: int = 4, *, re
 
 
 def test_the_request_is_the_agent_body_and_the_expanded_command(prompts: PackPrompts) -> None:
-    agent = Path("agents/data-engineer.md").read_text(encoding="utf-8")
+    agent = (Path(__file__).resolve().parents[1] / "agents" / "data-engineer.md").read_text(
+        encoding="utf-8")
     assert prompts.agent_body.startswith("# The Data Engineer")
     assert prompts.agent_body in agent
     user = prompts.user_message("schema", "orders by day")

@@ -21,6 +21,8 @@ from pipeline_plumber import pgcluster
 from pipeline_plumber.errors import EnvironmentProblem
 from pipeline_plumber.pgcluster import fresh_database, throwaway_cluster
 
+pytestmark = pytest.mark.engines  # throwaway PostgreSQL clusters
+
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:

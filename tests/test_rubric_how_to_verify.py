@@ -14,6 +14,8 @@ from evals_support import EVALS, KB
 from pipeline_plumber.cli import cli
 from pipeline_plumber.evals.cases import load_checklists, load_suite
 
+pytestmark = pytest.mark.engines  # each answer is scored by running it on PostgreSQL
+
 CHECK = "how-to-verify/runnable"
 SUITE = load_suite(EVALS, load_checklists(KB))
 FIRST_CASE = {}

@@ -12,6 +12,8 @@ from psycopg.conninfo import make_conninfo
 
 from pipeline_plumber.sandbox import Broken, Damaged, Rejected, Sandbox, TimedOut
 
+pytestmark = pytest.mark.engines  # sandboxes over PostgreSQL and DuckDB
+
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:

@@ -32,6 +32,8 @@ from pipeline_plumber.evals.scorers.behaviour import answer_statements
 from pipeline_plumber.sandbox import Sandbox, SandboxError, TimedOut
 from pipeline_plumber.sandbox.process import python_command
 
+pytestmark = pytest.mark.engines  # hostile answers through the PostgreSQL and DuckDB sandboxes
+
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
 ATTACKS: list[dict[str, Any]] = yaml.safe_load((HOSTILE / "attacks.yaml").read_text("utf-8"))

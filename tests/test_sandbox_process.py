@@ -18,6 +18,8 @@ from pipeline_plumber.sandbox.process import (
     run_sandboxed,
 )
 
+pytestmark = pytest.mark.engines  # the process sandbox, Airflow included
+
 CANARY = "sk-ant-canary-process-0123456789"
 PYTHON, PYTHON_ENV = python_command(Path(sys.executable))
 AIRFLOW_PYTHON = Path(__file__).resolve().parents[1] / ".venv-airflow" / "bin" / "python"

@@ -17,6 +17,8 @@ import pytest
 from pipeline_plumber.sandbox.process import Limits, ProcessResult, python_command
 from pipeline_plumber.sandbox.zygote import Zygote, ZygoteFailed
 
+pytestmark = pytest.mark.engines  # sandboxed processes under CPU, memory and process limits
+
 CANARY = "sk-ant-canary-zygote-0123456789"
 PYTHON, PYTHON_ENV = python_command(Path(sys.executable))
 RUNNER = """\

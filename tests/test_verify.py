@@ -21,6 +21,8 @@ from click.testing import Result
 from pipeline_plumber.pgcluster import throwaway_cluster
 from support.cli import plumber
 
+pytestmark = pytest.mark.engines  # every example on PostgreSQL, DuckDB and Airflow 3
+
 REPO = Path(__file__).resolve().parents[1]
 CASES = yaml.safe_load((REPO / "tests" / "fixtures" / "verify" / "broken.yaml").read_text())
 

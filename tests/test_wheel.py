@@ -18,6 +18,8 @@ import pytest
 
 from pipeline_plumber.engines.cache import cache_dir
 
+pytestmark = pytest.mark.engines  # the built wheel in a fresh virtualenv, verify on PostgreSQL
+
 REPO = Path(__file__).resolve().parents[1]
 USER_CACHE = cache_dir()
 """The real user's cache folder, resolved at import, before a test's HOME moves: it keeps the
