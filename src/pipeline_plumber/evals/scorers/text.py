@@ -78,6 +78,23 @@ def _haystack(answer: Answer, where: Where) -> str:
     return answer.text
 
 
+def _haystacks(answer: Answer, where: Where) -> tuple[str, ...]:
+    """Where a phrase is looked for: the text as written, then (outside code) its prose with the
+    whitespace of each paragraph collapsed to one space, so "business\nkey" reads "business
+    key". The text as written comes first: line anchors and code fences still match there."""
+    hay = _haystack(answer, where)
+    if where == "code":
+        return (hay,)
+    key = ("prose, whitespace collapsed",)
+    flat = answer.cache.get(key)
+    if flat is None:
+        flat = "\n\n".join(re.sub(r"\s+", " ", paragraph).strip()
+                           for paragraph in re.split(r"\n[ \t]*\n", answer.prose)
+                           if paragraph.strip())
+        answer.cache[key] = flat
+    return (hay, str(flat))
+
+
 def _scope(where: Where) -> str:
     return {"all": "the answer", "prose": "the answer's prose", "code": "the answer's code"}[where]
 
@@ -92,17 +109,17 @@ def concept_patterns(names: list[str]) -> list[re.Pattern[str]]:
             for n in names]
 
 
-def _said(pattern: re.Pattern[str], hay: str) -> str | None:
-    match = pattern.search(hay)
+def _said(pattern: re.Pattern[str], hays: tuple[str, ...]) -> str | None:
+    match = next((m for hay in hays if (m := pattern.search(hay))), None)
     return match.group(0)[:60] if match else None
 
 
 def _find(needles: list[str], answer: Answer, where: Where, case_sensitive: bool) -> list[bool]:
-    hay = _haystack(answer, where)
+    hays = _haystacks(answer, where)
     if not case_sensitive:
-        hay = hay.lower()
-        return [needle.lower() in hay for needle in needles]
-    return [needle in hay for needle in needles]
+        hays = tuple(hay.lower() for hay in hays)
+        needles = [needle.lower() for needle in needles]
+    return [any(needle in hay for hay in hays) for needle in needles]
 
 
 def _verdict(found: bool, negate: bool, present: str, absent: str) -> Score:
@@ -147,8 +164,8 @@ def any_of(
     def score(answer: Answer, ctx: Context) -> Score:
         found = _find(texts, answer, where, case_sensitive)
         hits = [t for t, f in zip(texts, found, strict=True) if f]
-        hay = _haystack(answer, where)
-        hits += [said for p in synonyms if (said := _said(p, hay))]
+        hays = _haystacks(answer, where)
+        hits += [said for p in synonyms if (said := _said(p, hays))]
         listed = ", ".join([repr(t) for t in texts] + [f"concept {c}" for c in concepts or []])
         return _verdict(bool(hits), negate, f"{hits[0]!r} appears in {_scope(where)}" if hits
                         else "", f"none of {listed} appears in {_scope(where)}")
@@ -199,10 +216,10 @@ def regex(
     synonyms = concept_patterns(concepts or [])
 
     def score(answer: Answer, ctx: Context) -> Score:
-        hay = _haystack(answer, where)
-        match = compiled.search(hay)
-        said = match.group(0)[:60] if match else next(
-            (s for p in synonyms if (s := _said(p, hay))), None)
+        hays = _haystacks(answer, where)
+        said = _said(compiled, hays)
+        if said is None:
+            said = next((s for p in synonyms if (s := _said(p, hays))), None)
         also = f" or concept {', '.join(concepts)}" if concepts else ""
         return _verdict(said is not None, negate, f"/{pattern}/{also} matches {said!r}",
                         f"no match for /{pattern}/{also} in {_scope(where)}")
@@ -228,8 +245,8 @@ def concept(
         raise ValueError("name at least one concept")
 
     def score(answer: Answer, ctx: Context) -> Score:
-        hay = _haystack(answer, where)
-        said = {name: _said(p, hay) for name, p in zip(concepts, patterns, strict=True)}
+        hays = _haystacks(answer, where)
+        said = {name: _said(p, hays) for name, p in zip(concepts, patterns, strict=True)}
         missing = [n for n, s in said.items() if s is None]
         found = [f"{n} ({s!r})" for n, s in said.items() if s is not None]
         ok = bool(found) if require == "any" else not missing
