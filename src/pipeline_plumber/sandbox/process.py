@@ -227,9 +227,12 @@ def python_command(python: Path) -> tuple[list[str], dict[str, str]]:
     """How the sandbox account runs `python` (a virtualenv's interpreter): the command prefix
     and the variables to add to its environment.
 
-    A virtualenv's interpreter is often a symlink into a folder the account cannot enter (a
-    pyenv under /root). Then the system's interpreter of the same version runs instead, with
-    the virtualenv's site-packages on PYTHONPATH.
+    As root, `plumber setup airflow` makes the Airflow virtualenv from a Python the account can
+    run, in a folder it can reach, so that interpreter runs as it is. Another virtualenv's
+    interpreter (plumber's own, say, run from a checkout) is often a symlink into a folder the
+    account cannot enter (a pyenv under /root): then the system's interpreter of the same
+    version runs instead, with the virtualenv's site-packages on PYTHONPATH. OSError when
+    there is no such interpreter.
     """
     account = _account()
     real = python.resolve()

@@ -115,44 +115,29 @@ def dag_imports(answer: Answer) -> Finding:
 def sandbox_airflow() -> tuple[list[str], dict[str, str]]:
     """The command and environment that run the Airflow python as the sandbox account.
 
-    The Airflow python is found the way `plumber verify` finds it ($PLUMBER_AIRFLOW_PYTHON,
-    then `plumber setup airflow`'s cache folder, then a checkout's .venv-airflow). Under root
-    the sandbox runs as `nobody`, which cannot enter a virtualenv under /root: then, unless
-    the variable names one, the checkout's .venv-airflow is used when there is one.
+    The Airflow python is found the way `plumber verify` finds it (`find_airflow_python`). As
+    root the sandbox runs as `nobody`; `plumber setup airflow` made that virtualenv where it can
+    read and run it (see `engines.cache`), and a `$PLUMBER_AIRFLOW_PYTHON` it cannot reach is an
+    EnvironmentProblem that says so.
     """
-    import os
+    import subprocess
 
     from ....engines.airflow_env import AIRFLOW_PYTHON_ENV, find_airflow_python
+    from ....engines.cache import everyone_can_reach
     from ....errors import EnvironmentProblem
     from ....sandbox.process import python_command
 
-    found = find_airflow_python()
-    candidates = [found]
-    if not os.environ.get(AIRFLOW_PYTHON_ENV):
-        checkout = Path(__file__).resolve().parents[5] / ".venv-airflow" / "bin" / "python"
-        candidates.append(checkout)
-    for python in candidates:
-        if not python.is_file():
-            continue
-        try:
-            command, env = python_command(python)
-        except (OSError, ValueError) as err:
-            raise EnvironmentProblem(f"Airflow at {python}: {err}") from err
-        packages = Path(env.get("PYTHONPATH") or python.parent.parent)
-        if _reachable(packages):
-            return command, env
-    raise EnvironmentProblem(
-        f"Airflow at {found} is not readable by the sandbox account: set {AIRFLOW_PYTHON_ENV} "
-        "to the python of an Airflow 3 virtualenv outside /root (or PLUMBER_CACHE_DIR to a "
-        "world-readable folder before `plumber setup airflow`)")
-
-
-def _reachable(path: Path) -> bool:
-    import os
-    import stat
-
-    return path.exists() and all(os.stat(p).st_mode & stat.S_IXOTH
-                                 for p in [path, *path.parents])
+    python = find_airflow_python()
+    try:
+        command, env = python_command(python)
+    except (OSError, ValueError, subprocess.SubprocessError) as err:
+        raise EnvironmentProblem(f"Airflow at {python}: {err}") from err
+    if not everyone_can_reach(Path(env.get("PYTHONPATH") or python.parent.parent)):
+        raise EnvironmentProblem(
+            f"Airflow at {python} is not readable by the sandbox account: run `plumber setup "
+            f"airflow` (as root it makes one that is) or set {AIRFLOW_PYTHON_ENV} to the python "
+            "of an Airflow 3 virtualenv outside /root")
+    return command, env
 
 
 def import_dags(codes: list[str]) -> dict[str, Any]:
