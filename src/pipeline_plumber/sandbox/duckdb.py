@@ -31,7 +31,7 @@ DUCKDB_CONFIG: dict[str, Any] = {
 """No files, network or extensions; one thread, 512 MB, nothing spilled to disk; locked."""
 
 INTERRUPT_REPEAT_S = 0.2
-SPARES = 2
+SPARES = 4
 """Databases opened ahead of need."""
 
 
