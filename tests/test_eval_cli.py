@@ -87,7 +87,8 @@ def test_run_flawed_answers_exits_1_with_actionable_reasons(tmp_path: Path) -> N
     assert "step 2 succeeded; the database should have rejected it" in result.output
     junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
     failures = junit.findall(".//failure")
-    assert len(failures) == 2
+    assert len(failures) == len(list((EVALS / "answers" / "schema-events-postgres").glob(
+        "flawed-*.md")))
     assert any("not-null-columns (sql_not_null)" in (f.text or "") for f in failures)
     assert "did not pass" in summary.read_text(encoding="utf-8")
 
@@ -157,9 +158,9 @@ def test_score_json_by_command_rubric(tmp_path: Path) -> None:
                     str(answer), "--json")
     data = json.loads(result.stdout)
     checks = {c["id"]: c for c in data["checks"]}
-    assert checks["types/sql_tz_aware"]["status"] == "fail"
-    assert "events.occurred_at is TIMESTAMP without a time zone" in (
-        checks["types/sql_tz_aware"]["explanation"])
+    assert checks["types/behaves"]["status"] == "fail"
+    assert "tz-aware: time(s) without a time zone: events.occurred_at" in (
+        checks["types/behaves"]["explanation"])
     assert checks["ddl/sql_parses"]["status"] == "pass"
     assert checks["evolution/judge"]["status"] == "not-scored"
     assert data["status"] in ("pass", "fail") and result.exit_code == (data["status"] != "pass")
