@@ -43,8 +43,17 @@ _WARN = re.compile(r"^(warn|warning|info|notice|low|minor|soft)$", re.I)
 _RAISES = re.compile(r"\bRAISE\s+EXCEPTION\b|\bRAISE\s+'|\bRAISE\s+SQLSTATE|\bASSERT\b|"
                      r"\berror\s*\(", re.I)
 _ONLY_WARNS = re.compile(r"\bRAISE\s+(WARNING|NOTICE|INFO|LOG|DEBUG)\b", re.I)
-_ACCEPTED = re.compile(r"\b(\w+)\s+(?:NOT\s+)?IN\s*\(\s*('(?:[^']|'')*'(?:\s*,\s*'(?:[^']|'')*')*)"
+_LITERAL = r"'(?:[^']|'')*'"
+# A checked column, bare or inside the wrappers a check puts around it (`coalesce(status, '?')`,
+# `lower(status)`): group 1 is its name.
+_CHECKED = (r"(?:\b(?:coalesce|ifnull|nvl|lower|upper|trim|btrim)\s*\(\s*)?\b(\w+)"
+            rf"(?:\s*,\s*{_LITERAL}\s*\)|\s*\))?")
+_ACCEPTED = re.compile(rf"{_CHECKED}\s+(?:NOT\s+)?IN\s*\(\s*({_LITERAL}(?:\s*,\s*{_LITERAL})*)"
                        r"\s*\)", re.I)
+# `currency IS DISTINCT FROM 'EUR' AND currency <> 'USD'`: each value compared as "not this one"
+# is one the check lets through, the same list written as a chain.
+_ACCEPTED_CHAIN = re.compile(rf"{_CHECKED}\s*(?:\bIS\s+DISTINCT\s+FROM\b|<>|!=)\s*({_LITERAL})",
+                             re.I)
 _FUNCTION = re.compile(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:FUNCTION|PROCEDURE|MACRO)\s+"
                        r"([\w.\"]+)", re.I)
 _KEYISH = re.compile(r"(_id|_key|_code|_no|_number|sku)$|^id$", re.I)
@@ -176,13 +185,14 @@ def checked_table(checks: list[Check], catalog: Catalog) -> Table | None:
 
 
 def _accepted_values(checks: list[Check], table: Table) -> dict[str, str]:
-    """Columns the checks restrict to a list: the first listed value, for clean rows."""
+    """Columns the checks restrict to a list (`IN (...)`, or a chain of `<>` / IS DISTINCT FROM):
+    the first listed value, for clean rows. IN lists win over chains."""
     out: dict[str, str] = {}
     for check in checks:
-        for match in _ACCEPTED.finditer(check.text):
+        for match in (*_ACCEPTED.finditer(check.text), *_ACCEPTED_CHAIN.finditer(check.text)):
             name = match.group(1).lower()
             if table.column(name) is not None and name not in out:
-                out[name] = re.findall(r"'(?:[^']|'')*'", match.group(2))[0]
+                out[name] = re.findall(_LITERAL, match.group(2))[0]
     return out
 
 
