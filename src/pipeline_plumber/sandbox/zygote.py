@@ -28,6 +28,7 @@ import ctypes
 import hashlib
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -93,14 +94,7 @@ class Zygote:
     def _start_locked(self) -> None:
         account = _account()
         folder = Path(tempfile.mkdtemp(prefix="plumber-zygote-")).resolve()
-        files = {**self._files, "zygote_server.py": SERVER.read_bytes()}
-        for relative, content in files.items():
-            path = _inside(folder, relative)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-        if account is not None:
-            for path in [folder, *folder.rglob("*")]:
-                os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+        _fill(folder, {**self._files, "zygote_server.py": SERVER.read_bytes()}, account)
         log = (folder / "zygote.log").open("wb")
         uid = os.getuid() if account is None else account.pw_uid
         try:
@@ -190,13 +184,7 @@ class Zygote:
         started = time.monotonic()
         rid = 0
         try:
-            for relative, content in files.items():
-                path = _inside(folder, relative)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
-            if account is not None:
-                for path in [folder, *folder.rglob("*")]:
-                    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+            _fill(folder, files, account)
             with self._lock:
                 self._ids += 1
                 rid = self._ids
@@ -237,6 +225,18 @@ class Zygote:
                 self._waiting.pop(rid, None)
             os.close(folder_fd)
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fill(folder: Path, files: Mapping[str, str | bytes],
+          account: pwd.struct_passwd | None) -> None:
+    """Write `files` (relative path -> content) into `folder`, all given to `account`."""
+    for relative, content in files.items():
+        path = _inside(folder, relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    if account is not None:
+        for path in [folder, *folder.rglob("*")]:
+            os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
 
 def _zygote_hook(limits: Limits, nproc: int) -> Callable[[], None]:
