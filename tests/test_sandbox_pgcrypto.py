@@ -123,6 +123,7 @@ def test_what_is_not_provided_gets_the_engines_error(sandbox: Sandbox, server: s
             session.execute("CREATE EXTENSION hstore")
 
 
+@pytest.mark.engines  # its own cluster, no fixture to mark it
 def test_stand_ins_equal_the_real_pgcrypto() -> None:
     """On a server that has pgcrypto, the stand-ins (in their own schema) and the extension
     give byte-equal results for the same calls."""
