@@ -136,7 +136,9 @@ class Zygote:
             if waiter is not None:
                 waiter[1] = reply
                 waiter[0].set()
-        for waiter in list(self._waiting.values()):  # the zygote is gone: wake everyone
+        with self._lock:  # the zygote is gone: wake everyone
+            waiters = list(self._waiting.values())
+        for waiter in waiters:
             waiter[0].set()
 
     def _stop_locked(self) -> None:
