@@ -2,8 +2,10 @@
 
 - `answers`: the `Answer` type (text + provenance) and labelled hand-written answer files.
 - `cases`: case, rubric and answer loading with schema and cross-reference checks.
-- `scorers`: small scorers registered by name (text, sql, behaviour, python, judge).
-- `scoring`: `score_case(case, answer, rubric) -> CaseResult`, pure apart from sandboxes.
-- `runner`: answer sources (references, flawed, recordings; live in issue #6), runs, calibration.
+- `scorers`: small scorers registered by name (text, sql, behaviour, execution, python, judge).
+- `execution`: the answer as a program, run in the sandbox and probed by command families.
+- `scoring`: `score_case(case, answer, rubric) -> CaseResult`; a failed blocker fails the case.
+- `recordings`: the one recording format, shared with live runs.
+- `runner`: answer sources (references, flawed, correct, recordings), runs, calibration.
 - `reports`: JSON log, JUnit XML, Markdown summary, terminal table, HTML.
 """

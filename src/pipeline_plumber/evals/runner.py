@@ -1,8 +1,9 @@
 """Run cases against an answer source; calibrate scorers against the labelled answers.
 
-An answer source is any `(case) -> list[Answer]`: the hand-written references or flawed
-answers, recordings replayed from disk, or (issue #6) a live model. The runner gathers every
-answer first, so a missing recording fails the run before anything is scored.
+An answer source is any `(case) -> list[Answer]`: the hand-written references, flawed or
+correct answers, or recordings replayed from disk (live runs in `live/` send them first).
+The runner gathers every answer first, so a missing recording fails the run before anything
+is scored.
 
 Recorded answers are replayed from the recording format, which `recordings.py` owns. A
 recording whose `prompt_sha256` no longer matches its case is stale and ignored; an unreadable
