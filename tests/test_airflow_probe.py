@@ -1,5 +1,5 @@
 # ruff: noqa: E501 - SEED_DAG is quoted verbatim, long lines included
-"""airflow_probe.py against a real Airflow 3 in .venv-airflow (made by .ci/install-airflow).
+"""verify/airflow_venv_probe.py against a real Airflow 3 in .venv-airflow (made by .ci/install-airflow).
 
 These tests also pin what the knowledge base says about Airflow 3, so an upgrade that changes
 the behaviour fails here first. No skips: without .venv-airflow they fail and say how to get it.
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.engines  # Airflow 3 imports and test-runs each DAG
 
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
-PROBE = REPO / "src" / "pipeline_plumber" / "airflow_probe.py"
+PROBE = REPO / "src" / "pipeline_plumber" / "verify" / "airflow_venv_probe.py"
 
 TASKFLOW_DAG = """
 import pendulum

@@ -4,7 +4,7 @@ Airflow pins hundreds of packages, so it never shares plumber's environment: `se
 creates `<engine cache>/airflow-<version>-py<X.Y>/` with the versions in `airflow-constraints.txt`
 (the set that resolved from PyPI for apache-airflow + pandas + pyarrow and passed the probe's
 tests; pinning all of it keeps a later release of any dependency from changing what the
-examples see), and plumber talks to it only by running `verify/airflow_probe.py` in it.
+examples see), and plumber talks to it only by running `verify/airflow_venv_probe.py` in it.
 
 As root, answers' DAG files are imported by the sandbox account (`nobody`), which must run the
 virtualenv's interpreter: the engine cache is then a folder it can reach (`cache`), and the

@@ -2,7 +2,7 @@
 
 The example is written to `<workdir>/dags/<id>.py`, the proof's `setup` to `<workdir>/<module>.py`
 (the local stand-ins for the DAG's external effects; it is on PYTHONPATH), and
-`airflow_probe.py` imports the file with Airflow's DagBag and runs it with `dag.test()` at the
+`airflow_venv_probe.py` imports the file with Airflow's DagBag and runs it with `dag.test()` at the
 logical date in the proof's `run`. Always checked: no import error, no deprecation warning, at
 least one DAG, every task instance successful. Then the proof's checks, Python expressions over
 `report` (the probe's JSON), `workdir` and `sql(query)` (rows of `<workdir>/warehouse.sqlite`).
@@ -25,7 +25,7 @@ from ..kb import Example
 from .checks import evaluate
 from .core import Env
 
-PROBE = Path(__file__).resolve().parents[1] / "airflow_probe.py"
+PROBE = Path(__file__).resolve().parent / "airflow_venv_probe.py"
 PROBE_TIMEOUT_S = 240
 
 

@@ -2,7 +2,7 @@
 # (Airflow lives in its own virtualenv, not in the environment that type-checks the project.)
 """Import an answer's DAG files with Airflow 3's DagBag, in the sandbox; one JSON report.
 
-A standalone script for the Airflow virtualenv, with `airflow_probe.py` copied beside it::
+A standalone script for the Airflow virtualenv, with `airflow_venv_probe.py` copied beside it::
 
     python dag_import.py HOME DAG_FILE [DAG_FILE ...]
 
@@ -143,28 +143,28 @@ class _StandInModule(types.ModuleType):
 def warm() -> None:
     """Import Airflow once in a warm process (`sandbox.zygote`), before any DAG file: each DAG
     is then imported by a forked copy, which finds Airflow loaded."""
-    import airflow_probe
+    import airflow_venv_probe
 
-    airflow_probe.isolated_environment(Path("home").resolve())
+    airflow_venv_probe.isolated_environment(Path("home").resolve())
     import airflow  # noqa: F401
     from airflow.dag_processing.dagbag import DagBag  # noqa: F401
     from airflow.sdk import BaseOperator, BaseSensorOperator  # noqa: F401
 
 
 def main(argv: Sequence[str]) -> int:
-    import airflow_probe
+    import airflow_venv_probe
 
     home = Path(argv[0]).resolve()
     dag_files = [str(Path(f).resolve()) for f in argv[1:]]
-    with airflow_probe.stdout_to_stderr() as out:
-        airflow_probe.isolated_environment(home)
+    with airflow_venv_probe.stdout_to_stderr() as out:
+        airflow_venv_probe.isolated_environment(home)
         import airflow
 
         stand_ins = StandIns(dag_files)
         sys.meta_path.append(stand_ins)
         files = []
         for dag_file in dag_files:
-            bag, warnings, errors = airflow_probe.parse_dag_file(Path(dag_file))
+            bag, warnings, errors = airflow_venv_probe.parse_dag_file(Path(dag_file))
             files.append({"file": Path(dag_file).name, "dag_ids": sorted(bag.dag_ids),
                           "import_errors": [{"message": e["message"]}
                                             for e in errors["import_errors"]],

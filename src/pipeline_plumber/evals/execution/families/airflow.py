@@ -149,7 +149,8 @@ def import_dags(codes: list[str]) -> dict[str, Any]:
 
     command, env = sandbox_airflow()
     here = Path(__file__).resolve().parents[1]
-    importer = {"airflow_probe.py": (here.parents[1] / "airflow_probe.py").read_text("utf-8"),
+    importer = {"airflow_venv_probe.py": (here.parents[1] / "verify" / "airflow_venv_probe.py")
+                .read_text("utf-8"),
                 "dag_import.py": (here / "dag_import.py").read_text("utf-8")}
     names = [f"dags/answer_dag_{i + 1}.py" for i in range(len(codes))]
     path = ":".join(p for p in (env.get("PYTHONPATH"), "{folder}") if p)
