@@ -46,7 +46,8 @@ class PlumberGroup(click.Group):
 def cli() -> None:
     """Build, check and install the Data Engineer subagent for Claude Code.
 
-    Exit codes: 0 ok, 1 a check found a problem, 2 bad input or usage.
+    Exit codes: 0 ok, 1 a check found a problem, 2 bad input or usage, 3 a live eval run
+    stopped by --max-usd.
     Set PLUMBER_DEBUG=1 to see tracebacks.
     """
 

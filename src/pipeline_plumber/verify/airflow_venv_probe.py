@@ -1,13 +1,13 @@
 # mypy: disable-error-code="import-not-found"
-# (Airflow lives in .venv-airflow, not in the environment that type-checks the project.)
+# (Airflow lives in its own virtualenv, not in the environment that type-checks the project.)
 """Load one DAG file with Airflow's own parser and, on request, run it once with ``dag.test()``.
 
-This file is a standalone script for the separate Airflow virtualenv (``.ci/install-airflow``
-makes ``.venv-airflow``). It imports nothing from pipeline_plumber and needs only the standard
-library and Airflow 3, because Airflow's hundreds of pins must never meet the project's own
-environment. The project runs it as a subprocess::
+This file is a standalone script for the separate Airflow virtualenv (``plumber setup airflow``
+makes it in plumber's cache folder). It imports nothing from pipeline_plumber and needs only
+the standard library and Airflow 3, because Airflow's hundreds of pins must never meet the
+project's own environment. The project runs it as a subprocess::
 
-    .venv-airflow/bin/python airflow_probe.py DAG_FILE [--test] [--logical-date ISO|none]
+    <airflow venv>/bin/python airflow_venv_probe.py DAG_FILE [--test] [--logical-date ISO|none]
 
 and reads ONE JSON object from stdout (everything Airflow logs goes to stderr). Exit status 0
 means the probe did its job, whatever it found in the DAG; 2 means it could not (bad usage, no
@@ -45,6 +45,11 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+
+# Run as a script, this file's folder comes first on sys.path, and that folder holds
+# pipeline_plumber's own `verify/airflow.py`: drop it so `import airflow` finds Airflow.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 PROBE_VERSION = 1
 MAX_VALUE_CHARS = 2000  # a return value longer than this is cut in the report
