@@ -20,10 +20,13 @@ SAYS = [
     ("index", "cost", "The index takes about 600 MB and is maintained on every signup."),
     ("index", "cost", "Expect roughly 1.5 GB more, and a little upkeep on each insert."),
     ("index", "cost", "Each index adds overhead to the nightly import."),
+    ("pipeline", "validation", "Before the statement runs, the batch is screened."),
+    ("pipeline", "validation", "A message without an account is set aside for the operators."),
 ]
 SILENT = [
     ("dq", "placement", "The checks are listed in one view with a severity per rule."),
     ("index", "cost", "Create the index, then EXPLAIN shows an index scan on 3 columns."),
+    ("pipeline", "validation", "The job copies the batch and merges it into the target."),
 ]
 
 
