@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import frontmatter
+from ..claude_code import PLACEHOLDER
 from ..errors import InputError, Problem
 
 DEFAULT_MODEL = "claude-sonnet-5"
@@ -96,9 +97,6 @@ def body_of(text: str) -> str:
     return body.strip()
 
 
-_PLACEHOLDER = re.compile(r"\$ARGUMENTS|\$(\d+)")
-
-
 def split_arguments(arguments: str) -> list[str]:
     """Positional arguments, split like a shell would; unbalanced quotes split on whitespace."""
     try:
@@ -125,16 +123,17 @@ def expand_arguments(body: str, arguments: str) -> str:
 
     def substitute(match: re.Match[str]) -> str:
         nonlocal found
-        if match.group(1) is None:
+        name = match.group(1)
+        if name == "ARGUMENTS":
             found = True
             return arguments
-        index = int(match.group(1))
+        index = int(name)
         if index < len(positional):
             found = True
             return positional[index]
         return match.group(0)
 
-    expanded = _PLACEHOLDER.sub(substitute, body)
+    expanded = PLACEHOLDER.sub(substitute, body)
     if arguments and not found:
         expanded = f"{expanded}\n\nARGUMENTS: {arguments}"
     return expanded
