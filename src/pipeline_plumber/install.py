@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__, atomic
 from .build import build_pack
-from .claude_code import FULL_MODEL_ID, MODEL_ALIASES
+from .claude_code import MODEL_ALIASES, accepts_model
 from .errors import InputError
 from .render import RenderOptions
 
@@ -318,7 +318,7 @@ def render_options(options: InstallOptions, previous: ManifestFile | None) -> Re
         model = previous.model
     if model == DEFAULT:
         model = None
-    if model is not None and not (model in MODEL_ALIASES or FULL_MODEL_ID.match(model)):
+    if model is not None and not accepts_model(model):
         raise InstallError(
             f"--model {model!r} is not a model Claude Code accepts: use {', '.join(MODEL_ALIASES)}"
             ", a full claude-... id, or 'default' for the knowledge base's"
@@ -418,31 +418,60 @@ def plan_install(
     known = previous.files if previous else {}
     actions: list[FileAction] = []
     for rel, text in sorted(files.items()):
-        target = root / rel
-        _refuse_symlinked_parents(root, rel)
-        if not target.exists() and not target.is_symlink():
-            actions.append(FileAction(rel, "create"))
-            continue
-        if target.is_dir() or target.is_symlink():
-            what = "a folder" if target.is_dir() and not target.is_symlink() else "a symlink"
-            raise InstallError(f"{target} is {what}, where the install puts a file: move it away")
-        current = target.read_bytes()
-        if current == text.encode("utf-8"):
-            actions.append(FileAction(rel, "identical"))
-            actions += _stale_new_file(root, rel, text)
-        elif rel in known and sha256(current) == known[rel]:
-            actions.append(FileAction(rel, "update"))
-        else:
-            reason = (
-                "changed since pipeline-plumber installed it"
-                if rel in known
-                else "not installed by pipeline-plumber"
-            )
-            if force:
-                actions.append(FileAction(rel, "overwrite", reason, _backup_name(root, rel)))
-                actions += _stale_new_file(root, rel, text)
-            else:
-                actions.append(_keep(root, rel, text, reason))
+        actions += _package_file_actions(root, rel, text, known, force=force)
+    actions += _dropped_file_actions(root, files, known)
+    new_dirs = _missing_dirs(root, files)
+    manifest = manifest.model_copy(
+        update={"dirs": _install_dirs(root, new_dirs, previous, root_created=root_created)}
+    )
+    return InstallPlan(
+        root=root,
+        actions=tuple(actions),
+        contents=dict(files),
+        manifest=manifest,
+        manifest_status=_manifest_status(root, manifest),
+        new_dirs=tuple(new_dirs),
+        force=force,
+        notes=tuple(notes),
+    )
+
+
+def _package_file_actions(
+    root: Path, rel: str, text: str, known: dict[str, str], *, force: bool
+) -> list[FileAction]:
+    """What becomes of `rel`, a file of the package: create, identical, update, keep or
+    overwrite, plus the removal of a `.new` file of ours it no longer needs."""
+    target = root / rel
+    _refuse_symlinked_parents(root, rel)
+    if not target.exists() and not target.is_symlink():
+        return [FileAction(rel, "create")]
+    if target.is_dir() or target.is_symlink():
+        what = "a folder" if target.is_dir() and not target.is_symlink() else "a symlink"
+        raise InstallError(f"{target} is {what}, where the install puts a file: move it away")
+    current = target.read_bytes()
+    if current == text.encode("utf-8"):
+        return [FileAction(rel, "identical"), *_stale_new_file(root, rel, text)]
+    if rel in known and sha256(current) == known[rel]:
+        return [FileAction(rel, "update")]
+    reason = (
+        "changed since pipeline-plumber installed it"
+        if rel in known
+        else "not installed by pipeline-plumber"
+    )
+    if force:
+        return [
+            FileAction(rel, "overwrite", reason, _backup_name(root, rel)),
+            *_stale_new_file(root, rel, text),
+        ]
+    return [_keep(root, rel, text, reason)]
+
+
+def _dropped_file_actions(
+    root: Path, files: dict[str, str], known: dict[str, str]
+) -> list[FileAction]:
+    """The files we installed last time that the package no longer has: remove the untouched
+    ones, skip (and stop tracking) the ones the user changed."""
+    actions: list[FileAction] = []
     for rel, digest in sorted(known.items()):
         if rel in files:
             continue
@@ -456,31 +485,29 @@ def plan_install(
             actions.append(
                 FileAction(rel, "skip", "no longer part of the package, but changed: left alone")
             )
+    return actions
 
-    new_dirs = _missing_dirs(root, files)
+
+def _install_dirs(
+    root: Path, new_dirs: list[str], previous: ManifestFile | None, *, root_created: bool
+) -> list[str]:
+    """The folders the manifest records as ours: those an earlier install made that still
+    exist, those this one will make, and '.' when the root itself is new."""
     kept_dirs = [d for d in (previous.dirs if previous else []) if (root / d).is_dir()]
     if root_created:
         kept_dirs.append(".")
-    dirs = sorted({*kept_dirs, *new_dirs}, key=lambda d: (d != ".", d))
-    manifest = manifest.model_copy(update={"dirs": dirs})
-    text = dump_manifest(manifest)
+    return sorted({*kept_dirs, *new_dirs}, key=lambda d: (d != ".", d))
+
+
+def _manifest_status(
+    root: Path, manifest: ManifestFile
+) -> Literal["create", "identical", "update"]:
     path = manifest_path(root)
     if not path.exists():
-        manifest_status: Literal["create", "identical", "update"] = "create"
-    elif path.read_bytes() == text.encode("utf-8"):
-        manifest_status = "identical"
-    else:
-        manifest_status = "update"
-    return InstallPlan(
-        root=root,
-        actions=tuple(actions),
-        contents=dict(files),
-        manifest=manifest,
-        manifest_status=manifest_status,
-        new_dirs=tuple(new_dirs),
-        force=force,
-        notes=tuple(notes),
-    )
+        return "create"
+    if path.read_bytes() == dump_manifest(manifest).encode("utf-8"):
+        return "identical"
+    return "update"
 
 
 def _keep(root: Path, rel: str, text: str, reason: str) -> FileAction:
