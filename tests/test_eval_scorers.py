@@ -95,6 +95,30 @@ def test_behaviour_does_not_run_copy_from_answers() -> None:
     assert score.status == "pass", score.explanation
 
 
+_CHECKS_PROBE = {"engine": "duckdb", "setup": ["CREATE TABLE pay (id INT, amount INT)"],
+                 "probes": [{"name": "a repeated id is flagged", "steps": [
+                     {"sql": "INSERT INTO pay VALUES (1, 5), (2, 7)"},
+                     {"run": "answer-checks"},
+                     {"sql": "INSERT INTO pay VALUES (1, 5)"},
+                     {"run": "answer-checks", "expect": "fires"}]}]}
+
+
+@pytest.mark.parametrize(("checks", "status"), [
+    ("SELECT id FROM pay GROUP BY id HAVING count(*) > 1", "pass"),
+    ("SELECT count(*) - count(DISTINCT id) AS copies FROM pay", "pass"),
+    ("SELECT id FROM (SELECT DISTINCT * FROM pay) GROUP BY id HAVING count(*) > 1", "fail"),
+    ("SELECT count(*) AS staged FROM pay", "fail"),
+])
+def test_answer_checks_fire_on_the_defect_only(checks: str, status: str) -> None:
+    fn = build_check("sql_behaves", _CHECKS_PROBE)
+    # a check on a table the probe never has is left out, and DuckDB carries on after it
+    answer = Answer(f"```sql\nSELECT * FROM missing_table;\n{checks};\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb"))
+    assert score.status == status, score.explanation
+    if status == "fail":
+        assert "none of the answer's 1 check queries flags it" in score.explanation
+
+
 def test_split_statements_respects_strings_and_dollar_quotes() -> None:
     code = ("CREATE TABLE t (a text DEFAULT 'x;y');\n-- a comment; with a semicolon\n"
             "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n"

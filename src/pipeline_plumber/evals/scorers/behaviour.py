@@ -5,8 +5,10 @@ the order the answer gives them) runs first, exactly as `executes` runs it; stat
 answer shows as examples, or quotes from the prompt before rewriting, are reported and not run.
 A probe replays the answer's own statements with `run: answer-dml` (its loads),
 `run: answer-maintenance` (SCD2 closing, retention, backfill) or `run: answer-writes` (both,
-in the answer's order), optionally only those writing `into` one table. Every probe starts
-from the state the setup left, and is undone afterwards.
+in the answer's order), optionally only those writing `into` one table; `run: answer-checks`
+runs the answer's check queries, first on a clean batch (`expect: ok`, the baseline) and then,
+after the probe adds a defect, with `expect: fires`: some check must now flag it. Every probe
+starts from the state the setup left, and is undone afterwards.
 
 Sandboxes (`pipeline_plumber.sandbox`, one deadline over everything an answer runs):
 - duckdb: an in-memory database per probe with external access disabled (no files, no network,
@@ -45,27 +47,35 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sql: str | None = Field(default=None, description="A statement to run.")
-    run: Literal["answer-dml", "answer-maintenance", "answer-writes"] | None = Field(
-        default=None, description="Replay the answer's own statements: `answer-dml` its loads "
-        "(INSERT..SELECT, upserts, MERGE, UPDATE, DELETE, overwrites), `answer-maintenance` "
-        "its maintenance (SCD2 closing, retention, backfill), `answer-writes` both, in the "
-        "answer's order."
-    )
+    run: Literal["answer-dml", "answer-maintenance", "answer-writes", "answer-checks"] | None = (
+        Field(default=None, description="Replay the answer's own statements: `answer-dml` its "
+              "loads (INSERT..SELECT, upserts, MERGE, UPDATE, DELETE, overwrites), "
+              "`answer-maintenance` its maintenance (SCD2 closing, retention, backfill), "
+              "`answer-writes` both, in the answer's order; `answer-checks` runs its check "
+              "queries (`expect: ok` keeps their results as the baseline, `expect: fires` asks "
+              "that one of them flags what changed since)."))
     into: str | None = Field(
         default=None,
         description="With `run`: only the answer's statements that write into this table (so a "
         "statement that empties staging before a COPY is not replayed).",
     )
-    expect: Literal["ok", "error"] | list[list[Any]] = Field(
+    expect: Literal["ok", "error", "fires"] | list[list[Any]] = Field(
         default="ok",
-        description="`ok`, `error` (the database must reject it), or the rows a query returns.",
+        description="`ok`, `error` (the database must reject it), the rows a query returns, or "
+        "`fires` (with `run: answer-checks`: a check flags the defect).",
     )
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
         if (self.sql is None) == (self.run is None):
             raise ValueError("a step has exactly one of 'sql' and 'run'")
-        if self.run is not None and self.expect not in ("ok", "error"):
+        if self.run == "answer-checks":
+            if self.expect not in ("ok", "fires") or self.into is not None:
+                raise ValueError("'run: answer-checks' expects ok (the baseline) or fires, "
+                                 "and takes no 'into'")
+        elif self.expect == "fires":
+            raise ValueError("'fires' goes with 'run: answer-checks'")
+        elif self.run is not None and self.expect not in ("ok", "error"):
             raise ValueError("'run' expects ok or error, not rows")
         return self
 
@@ -180,11 +190,72 @@ def _recover(session: SqlSession, kept: list[list[str]]) -> None:
             session.execute(sql)
 
 
+# A check's result: the set of rows it returned, or None when it could not run.
+CheckResults = dict[str, frozenset[tuple[Any, ...]] | None]
+_CHECK_FIRST = {"SELECT", "WITH", "VALUES", "TABLE", "FROM"}
+
+
+def _run_checks(session: SqlSession, program: Program, kept: list[list[str]]) -> CheckResults:
+    """Each of the answer's check queries, run on the current state. A query that cannot run
+    here (it reads a table the probe never has) is left out, not failed."""
+    results: CheckResults = {}
+    for query in program.of_kind("query"):
+        if query.statement.upper() not in _CHECK_FIRST:
+            continue  # EXPLAIN and friends describe plans, they flag nothing
+        try:
+            with session.savepoint():
+                rows = session.execute(query.sql)
+        except (Rejected, Broken):
+            _recover(session, kept)
+            results[query.where] = None
+            continue
+        results[query.where] = frozenset(tuple(_normal(v) for v in row) for row in rows or [])
+    return results
+
+
+def _quiet(value: Any) -> bool:
+    return value is None or value is False or value == 0
+
+
+def _check_fired(before: frozenset[tuple[Any, ...]], after: frozenset[tuple[Any, ...]]
+                 ) -> bool:
+    """A query fires when it returns a row it did not return on the baseline; a one-row tally
+    fires when it goes from all zero (or false) to anything else."""
+    if len(before) == 1 and len(after) == 1:
+        (old,), (new,) = before, after
+        if all(v is None or isinstance(v, bool | int | float) for v in (*old, *new)):
+            return all(_quiet(v) for v in old) and not all(_quiet(v) for v in new)
+    return bool(after - before)
+
+
+def _checks_step(session: SqlSession, step: Step, program: Program, kept: list[list[str]],
+                 baseline: CheckResults | None) -> tuple[CheckResults | None, str | None]:
+    """(the new baseline, what went wrong) for a `run: answer-checks` step."""
+    results = _run_checks(session, program, kept)
+    ran = {where: rows for where, rows in results.items() if rows is not None}
+    if not ran:
+        return baseline, "the answer has no check query that runs here"
+    if step.expect == "ok":
+        return results, None
+    if baseline is None:
+        return baseline, "'fires' needs an earlier answer-checks step as its baseline"
+    if any(before is not None and where in ran and _check_fired(before, ran[where])
+           for where, before in baseline.items()):
+        return baseline, None
+    return baseline, f"none of the answer's {len(ran)} check queries flags it"
+
+
 def _run_probe(session: SqlSession, probe: Probe, program: Program) -> str | None:
     """None when the probe shows the behaviour, else what went wrong."""
     kept: list[list[str]] = []
+    baseline: CheckResults | None = None
     for number, step in enumerate(probe.steps, start=1):
         label = "the answer's statements" if step.run else f"step {number}"
+        if step.run == "answer-checks":
+            baseline, failure = _checks_step(session, step, program, kept, baseline)
+            if failure:
+                return f"step {number} ({step.expect}): {failure}"
+            continue
         if step.run:
             chosen = program.writes(step.into, kinds=_REPLAYED[step.run])
             if not chosen:
@@ -256,7 +327,9 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
             return Score.fail(program.error, blocker=True)
         if program.not_executed:
             return Score.not_scored(f"not executed: {program.not_executed}")
-        if len(program.setup) <= len(setup or ()):
+        runs_checks = any(step.run == "answer-checks" for p in probes for step in p.steps)
+        if len(program.setup) <= len(setup or ()) and not (
+                runs_checks and program.of_kind("query")):
             shown = [f"{s.where}: {s.statement} not run ({s.note})"
                      for s in program.of_kind("example")]
             return Score.fail(f"the answer has no DDL to run on {name}" + _reported(shown),
