@@ -420,24 +420,44 @@ def _display(root: Path, rel: str) -> str:
 
 def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> list[Problem]:
     """Unique ids, references that resolve, and dialects that match languages."""
-    problems: list[Problem] = []
+    report = _Reporter(docs)
+    principle_ids = _check_principle_ids(kb, report)
+    example_at = _check_sections(_section_files(kb, docs), report)
+    examples = {ex.id: ex for ex in kb.examples()}
+    _check_requires(examples, example_at, report)
+    _check_commands(kb, principle_ids, example_at, examples, report)
+    return report.problems
 
-    def report(rel: str, path: PathKey, message: str) -> None:
-        doc = docs[rel]
-        problems.append(
+
+class _Reporter:
+    """Collects problems, each placed at the line of its field in the file it came from."""
+
+    def __init__(self, docs: dict[str, SourceDoc]) -> None:
+        self.docs = docs
+        self.problems: list[Problem] = []
+
+    def __call__(self, rel: str, path: PathKey, message: str) -> None:
+        doc = self.docs[rel]
+        self.problems.append(
             Problem(message, file=doc.file, line=doc.line_of(path), field=format_path(path))
         )
 
+
+def _check_principle_ids(kb: KnowledgeBase, report: _Reporter) -> dict[str, PathKey]:
+    """Each principle id once; returns where each is first defined."""
     principle_ids: dict[str, PathKey] = {}
     for i, principle in enumerate(kb.principles.principles):
         path: PathKey = ("principles", i, "id")
         if principle.id in principle_ids:
             report("principles.yaml", path, f"duplicate principle id '{principle.id}'")
         principle_ids.setdefault(principle.id, path)
+    return principle_ids
 
-    example_ids: dict[str, str] = {}
-    example_at: dict[str, tuple[str, PathKey]] = {}
-    section_ids: dict[str, str] = {}
+
+def _section_files(
+    kb: KnowledgeBase, docs: dict[str, SourceDoc]
+) -> list[tuple[str, PathKey, Section]]:
+    """Every top-level section with its file and path there: practice, persona, then topics."""
     section_files: list[tuple[str, PathKey, Section]] = [
         ("practice.yaml", (key,), getattr(kb.practice, key)) for key in PracticeFile.model_fields
     ]
@@ -448,6 +468,16 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
             sorted(r for r in docs if r.startswith("topics/")), kb.topics, strict=True
         )
     ]
+    return section_files
+
+
+def _check_sections(
+    section_files: list[tuple[str, PathKey, Section]], report: _Reporter
+) -> dict[str, tuple[str, PathKey]]:
+    """Section and example ids unique across files, and each example well formed; returns
+    where each example id is first defined (file, path)."""
+    section_ids: dict[str, str] = {}
+    example_at: dict[str, tuple[str, PathKey]] = {}
     for rel, root, section in section_files:
         for path, sec in _walk_sections(section, root):
             if sec.id in section_ids:
@@ -457,22 +487,31 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
             for b, block in enumerate(sec.blocks):
                 if not isinstance(block, ExampleBlock):
                     continue
-                ex = block.example
                 ex_path: PathKey = (*path, "blocks", b, "example")
-                if ex.id in example_ids:
+                ex = block.example
+                if ex.id in example_at:
                     report(rel, (*ex_path, "id"),
-                        f"duplicate example id '{ex.id}' (also in {example_ids[ex.id]})")
-                example_ids.setdefault(ex.id, rel)
-                if ex.language == "sql" and ex.dialect is None:
-                    report(rel, (*ex_path, "dialect"), "a sql example needs a dialect")
-                if ex.language != "sql" and ex.dialect is not None:
-                    report(rel, (*ex_path, "dialect"),
-                        f"only sql examples have a dialect, not {ex.language}")
-                for field, message in proof_problems(ex):
-                    report(rel, (*ex_path, *field), message)
+                        f"duplicate example id '{ex.id}' (also in {example_at[ex.id][0]})")
+                _check_example(rel, ex_path, ex, report)
                 example_at.setdefault(ex.id, (rel, ex_path))
+    return example_at
 
-    examples = {ex.id: ex for ex in kb.examples()}
+
+def _check_example(rel: str, ex_path: PathKey, ex: Example, report: _Reporter) -> None:
+    """A dialect exactly when the example is SQL, and a proof that can run."""
+    if ex.language == "sql" and ex.dialect is None:
+        report(rel, (*ex_path, "dialect"), "a sql example needs a dialect")
+    if ex.language != "sql" and ex.dialect is not None:
+        report(rel, (*ex_path, "dialect"),
+            f"only sql examples have a dialect, not {ex.language}")
+    for field, message in proof_problems(ex):
+        report(rel, (*ex_path, *field), message)
+
+
+def _check_requires(
+    examples: dict[str, Example], example_at: dict[str, tuple[str, PathKey]], report: _Reporter
+) -> None:
+    """Each example a proof requires exists, has a proof itself, and does not require back."""
     for ex_id, (rel, ex_path) in example_at.items():
         proof = examples[ex_id].proof
         for r, ref in enumerate(proof.requires if proof else ()):
@@ -485,6 +524,16 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
             elif ref == ex_id or ex_id in required_ids(examples, ref):
                 report(rel, where, f"'{ref}' requires '{ex_id}' in turn: a cycle")
 
+
+def _check_commands(
+    kb: KnowledgeBase,
+    principle_ids: dict[str, PathKey],
+    example_at: dict[str, tuple[str, PathKey]],
+    examples: dict[str, Example],
+    report: _Reporter,
+) -> None:
+    """Command names unique, their principles and proven examples known, checklist ids unique
+    within each command."""
     names: dict[str, int] = {}
     for c, command in enumerate(kb.commands.commands):
         base: PathKey = ("commands", c)
@@ -497,20 +546,23 @@ def cross_reference_problems(kb: KnowledgeBase, docs: dict[str, SourceDoc]) -> l
                 report("commands.yaml", (*base, "principles", p),
                     f"no principle has id '{ref}'{_suggest(ref, principle_ids)}")
         for e, ref in enumerate(command.examples):
-            if ref not in example_ids:
+            if ref not in example_at:
                 report("commands.yaml", (*base, "examples", e),
-                    f"no example has id '{ref}'{_suggest(ref, example_ids)}")
+                    f"no example has id '{ref}'{_suggest(ref, example_at)}")
             elif examples[ref].proof is None:
                 report("commands.yaml", (*base, "examples", e),
                     f"example '{ref}' is not proven by `plumber verify` (a {examples[ref].language}"
                     " example); a command names proven examples only")
-        seen_items: set[str] = set()
-        for k, item in enumerate(command.checklist):
-            if item.id in seen_items:
-                report("commands.yaml", (*base, "checklist", k, "id"),
-                    f"duplicate checklist id '{item.id}'")
-            seen_items.add(item.id)
-    return problems
+        _check_checklist_ids(command, base, report)
+
+
+def _check_checklist_ids(command: Command, base: PathKey, report: _Reporter) -> None:
+    seen_items: set[str] = set()
+    for k, item in enumerate(command.checklist):
+        if item.id in seen_items:
+            report("commands.yaml", (*base, "checklist", k, "id"),
+                f"duplicate checklist id '{item.id}'")
+        seen_items.add(item.id)
 
 
 # Engines each kind of example can be proven on.
