@@ -362,49 +362,86 @@ def throwaway_cluster(
     account = cluster_account()
     remove_stale_clusters(Path(base_dir or tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base_dir)).resolve()
-    data, socket_dir, log = root / "data", root / "socket", root / "server.log"
-    server: subprocess.Popen[bytes] | None = None
     restore_signals = _exit_on_termination()
     try:
-        (root / OWNER_MARKER).write_text(_owner_mark(os.getpid()) or "", encoding="utf-8")
-        socket_dir.mkdir()
-        if account is not None:
-            for path in (root, socket_dir):
-                os.chown(path, account.uid, account.gid)
-            if not _searchable_by(root, account):
-                raise EnvironmentProblem(
-                    f"{root}: account {account.name!r} cannot reach this folder; "
-                    "pass base_dir= (or set TMPDIR to) a directory every user can enter, e.g. /tmp"
-                )
-        password = secrets.token_urlsafe(24)
-        pwfile = root / "pwfile"
-        pwfile.write_text(password + "\n", encoding="utf-8")
-        os.chmod(pwfile, 0o600)
-        if account is not None:
-            os.chown(pwfile, account.uid, account.gid)
+        _prepare_folder(root, account)
+        password = _init_cluster(bindir, root, account)
+        with _running_server(bindir, root, account, settings or {}, memory_limit) as port:
+            yield make_conninfo(
+                host="127.0.0.1",
+                port=port,
+                user=SUPERUSER,
+                password=password,
+                dbname="postgres",
+                connect_timeout=10,
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        restore_signals()
 
-        done = _run(
-            [
-                str(bindir / "initdb"),
-                f"--pgdata={data}",
-                f"--username={SUPERUSER}",
-                f"--pwfile={pwfile}",
-                "--auth=scram-sha-256",
-                "--encoding=UTF8",
-                "--no-locale",
-                "--no-sync",
-            ],
-            account,
-            root,
-        )
-        pwfile.unlink()
-        if done.returncode != 0:
-            raise EnvironmentProblem(f"initdb failed: {_tail(done.stderr or done.stdout)}")
 
-        (data / "pg_hba.conf").write_text(HBA.format(superuser=SUPERUSER), encoding="utf-8")
+def _prepare_folder(root: Path, account: Account | None) -> None:
+    """Mark `root` as ours and make its socket folder, both owned by the cluster's account."""
+    (root / OWNER_MARKER).write_text(_owner_mark(os.getpid()) or "", encoding="utf-8")
+    socket_dir = root / "socket"
+    socket_dir.mkdir()
+    if account is not None:
+        for path in (root, socket_dir):
+            os.chown(path, account.uid, account.gid)
+        if not _searchable_by(root, account):
+            raise EnvironmentProblem(
+                f"{root}: account {account.name!r} cannot reach this folder; "
+                "pass base_dir= (or set TMPDIR to) a directory every user can enter, e.g. /tmp"
+            )
+
+
+def _init_cluster(bindir: Path, root: Path, account: Account | None) -> str:
+    """initdb into `root`/data with a fresh superuser password, which is returned; the password
+    file initdb reads is deleted before anything else runs."""
+    data = root / "data"
+    password = secrets.token_urlsafe(24)
+    pwfile = root / "pwfile"
+    pwfile.write_text(password + "\n", encoding="utf-8")
+    os.chmod(pwfile, 0o600)
+    if account is not None:
+        os.chown(pwfile, account.uid, account.gid)
+    done = _run(
+        [
+            str(bindir / "initdb"),
+            f"--pgdata={data}",
+            f"--username={SUPERUSER}",
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        ],
+        account,
+        root,
+    )
+    pwfile.unlink()
+    if done.returncode != 0:
+        raise EnvironmentProblem(f"initdb failed: {_tail(done.stderr or done.stdout)}")
+    (data / "pg_hba.conf").write_text(HBA.format(superuser=SUPERUSER), encoding="utf-8")
+    return password
+
+
+@contextmanager
+def _running_server(
+    bindir: Path,
+    root: Path,
+    account: Account | None,
+    settings: Mapping[str, str],
+    memory_limit: int | None,
+) -> Iterator[int]:
+    """Start the server of the cluster in `root` on a free port and yield the port; stop it on
+    exit. A port taken between our check and the server's bind is retried with another."""
+    data, log = root / "data", root / "server.log"
+    server: subprocess.Popen[bytes] | None = None
+    try:
         for attempt in range(PORT_ATTEMPTS):
             port = _free_port()
-            _write_settings(data / "postgresql.conf", port, socket_dir, settings or {})
+            _write_settings(data / "postgresql.conf", port, root / "socket", settings)
             server = _start_server(bindir / "postgres", data, log, account, memory_limit)
             if _wait_until_ready(server, data, START_TIMEOUT_S):
                 break
@@ -412,21 +449,10 @@ def throwaway_cluster(
             if "could not bind" in server_log and attempt + 1 < PORT_ATTEMPTS:
                 continue  # another process took the port between our check and the bind
             raise EnvironmentProblem(f"PostgreSQL did not start: {_tail(server_log)}")
-        yield make_conninfo(
-            host="127.0.0.1",
-            port=port,
-            user=SUPERUSER,
-            password=password,
-            dbname="postgres",
-            connect_timeout=10,
-        )
+        yield port
     finally:
-        try:
-            if server is not None:
-                _stop_server(server, bindir, data, account)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-            restore_signals()
+        if server is not None:
+            _stop_server(server, bindir, data, account)
 
 
 FOLDER_PREFIX = "plumber-pg-"
