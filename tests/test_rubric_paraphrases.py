@@ -22,11 +22,13 @@ SAYS = [
     ("index", "cost", "Each index adds overhead to the nightly import."),
     ("pipeline", "validation", "Before the statement runs, the batch is screened."),
     ("pipeline", "validation", "A message without an account is set aside for the operators."),
+    ("schema", "evolution", "New columns arrive nullable; nothing is renamed in place."),
 ]
 SILENT = [
     ("dq", "placement", "The checks are listed in one view with a severity per rule."),
     ("index", "cost", "Create the index, then EXPLAIN shows an index scan on 3 columns."),
     ("pipeline", "validation", "The job copies the batch and merges it into the target."),
+    ("schema", "evolution", "When a meaning changes, rename the column in place and retype it."),
 ]
 
 

@@ -66,7 +66,9 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
              r"history of (every |each )?(change|version)", r"new version", r"valid_from",
              r"effective[- ](from|dat)", r"versioned (rows|dimension)"),
     "evolution": (r"evolv", r"additive", r"backward[- ]compatib", r"expand[ -]and[ -]contract",
-                  r"migration", r"add(ing)? a (nullable )?column", r"without breaking"),
+                  r"migration", r"add(ing)? a (nullable )?column", r"without breaking",
+                  r"columns? (arrive|arrives|are added|is added|come in|comes in) (as )?nullable",
+                  r"(nothing|no column) is (ever )?(renamed|retyped|dropped) in place"),
 }
 
 
