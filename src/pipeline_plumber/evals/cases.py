@@ -271,21 +271,40 @@ def load_suite(root: Path, kb: Checklists, *, with_answers: bool = True) -> Suit
         raise InputError([Problem("eval cases folder not found: pass --evals DIR, a folder with "
                                   "cases/ and rubrics/", file=(root / "cases").as_posix())])
     problems: list[Problem] = []
-    commands = {c.name: c for c in kb.commands}
+    rubrics = _load_rubrics(root, kb, problems)
+    cases = _load_cases(root, kb, problems)
+    if not cases and not problems:
+        problems.append(Problem("no cases found (cases/*.yaml)", file=(root / "cases").as_posix()))
 
-    rubrics: dict[str, Rubric] = {}
-    for command in commands.values():
+    suite = Suite(root, kb.digest, tuple(cases), rubrics, {})
+    if with_answers and not problems:
+        answers = _load_answers(root, suite, problems)
+        suite = Suite(root, kb.digest, tuple(cases), rubrics, answers)
+    if problems:
+        raise InputError(problems)
+    return suite
+
+
+def _load_rubrics(root: Path, kb: Checklists, problems: list[Problem]) -> dict[str, Rubric]:
+    """Every rubric in `root`/rubrics, by command; a command without one is a problem."""
+    for command in {c.name: c for c in kb.commands}.values():
         path = root / "rubrics" / f"{command.name}.yaml"
         if not path.is_file():
             problems.append(Problem(
                 f"rubric for command '{command.name}' is missing: map each checklist item "
                 f"({', '.join(i.id for i in command.checklist)}) to checks or a judge criterion",
                 file=path.as_posix()))
+    rubrics: dict[str, Rubric] = {}
     for path in sorted((root / "rubrics").glob("*.yaml")):
         rubric = _load_rubric(path, kb, problems)
         if rubric:
             rubrics[rubric.command] = rubric
+    return rubrics
 
+
+def _load_cases(root: Path, kb: Checklists, problems: list[Problem]) -> list[Case]:
+    """Every case of `root`/cases/*.yaml, in file order; an id used twice is a problem."""
+    commands = {c.name: c for c in kb.commands}
     cases: list[Case] = []
     where: dict[str, str] = {}
     for path in sorted((root / "cases").glob("*.yaml")):
@@ -299,36 +318,34 @@ def load_suite(root: Path, kb: Checklists, *, with_answers: bool = True) -> Suit
             continue
         for i, spec in enumerate(parsed.cases):
             base: PathKey = ("cases", i)
-            line = doc.line_of(base) or 1
             if spec.id in where:
                 problems.append(Problem(f"duplicate case id '{spec.id}' (also in {where[spec.id]})",
                                         file=doc.file, line=doc.line_of((*base, "id")),
                                         field=format_path((*base, "id"))))
                 continue
-            where[spec.id] = f"{doc.file}:{line}"
-            if spec.command is not None and spec.command not in commands:
-                problems.append(Problem(
-                    f"unknown command '{spec.command}'{suggest(spec.command, commands)}; "
-                    f"the knowledge base has {', '.join(commands)}",
-                    file=doc.file, line=doc.line_of((*base, "command")),
-                    field=format_path((*base, "command"))))
-                continue
-            checks = _build_checks(spec.checks, doc, (*base, "checks"), "case", "", problems)
-            if spec.command is None and not checks:
-                problems.append(Problem("a free-prompt case needs checks of its own",
-                                        file=doc.file, line=line, field=format_path(base)))
-            cases.append(Case(spec, doc.file, line, _digest(spec.model_dump(mode="json")),
-                              tuple(checks)))
-    if not cases and not problems:
-        problems.append(Problem("no cases found (cases/*.yaml)", file=(root / "cases").as_posix()))
+            where[spec.id] = f"{doc.file}:{doc.line_of(base) or 1}"
+            case = _case_from_spec(spec, doc, base, commands, problems)
+            if case is not None:
+                cases.append(case)
+    return cases
 
-    suite = Suite(root, kb.digest, tuple(cases), rubrics, {})
-    if with_answers and not problems:
-        answers = _load_answers(root, suite, problems)
-        suite = Suite(root, kb.digest, tuple(cases), rubrics, answers)
-    if problems:
-        raise InputError(problems)
-    return suite
+
+def _case_from_spec(spec: CaseSpec, doc: SourceDoc, base: PathKey,
+                    commands: Mapping[str, Command], problems: list[Problem]) -> Case | None:
+    """The case `spec` describes, its checks built; None when its command is unknown."""
+    line = doc.line_of(base) or 1
+    if spec.command is not None and spec.command not in commands:
+        problems.append(Problem(
+            f"unknown command '{spec.command}'{suggest(spec.command, commands)}; "
+            f"the knowledge base has {', '.join(commands)}",
+            file=doc.file, line=doc.line_of((*base, "command")),
+            field=format_path((*base, "command"))))
+        return None
+    checks = _build_checks(spec.checks, doc, (*base, "checks"), "case", "", problems)
+    if spec.command is None and not checks:
+        problems.append(Problem("a free-prompt case needs checks of its own",
+                                file=doc.file, line=line, field=format_path(base)))
+    return Case(spec, doc.file, line, _digest(spec.model_dump(mode="json")), tuple(checks))
 
 
 def _load_rubric(path: Path, kb: Checklists, problems: list[Problem]) -> Rubric | None:
