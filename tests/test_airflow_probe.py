@@ -1,8 +1,8 @@
 # ruff: noqa: E501 - SEED_DAG is quoted verbatim, long lines included
-"""verify/airflow_venv_probe.py against a real Airflow 3 in .venv-airflow (made by .ci/install-airflow).
+"""verify/airflow_venv_probe.py against a real Airflow 3, found as `plumber verify` finds it.
 
 These tests also pin what the knowledge base says about Airflow 3, so an upgrade that changes
-the behaviour fails here first. No skips: without .venv-airflow they fail and say how to get it.
+the behaviour fails here first. No skips: without Airflow they fail and say how to get it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from support.airflow import airflow_python
+
 pytestmark = pytest.mark.engines  # Airflow 3 imports and test-runs each DAG
 
 REPO = Path(__file__).resolve().parents[1]
-AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
 PROBE = REPO / "src" / "pipeline_plumber" / "verify" / "airflow_venv_probe.py"
 
 TASKFLOW_DAG = """
@@ -200,16 +201,11 @@ failing()
 
 
 def probe(tmp_path: Path, source: str, *args: str) -> dict[str, Any]:
-    """Run the probe in .venv-airflow on ``source``; return its one JSON object."""
-    if not AIRFLOW_PYTHON.exists():
-        pytest.fail(
-            f"{AIRFLOW_PYTHON.relative_to(REPO)} is missing: run .ci/install-airflow "
-            "(it installs Apache Airflow 3 into .venv-airflow)"
-        )
+    """Run the probe in Airflow's virtualenv on ``source``; return its one JSON object."""
     dag_file = tmp_path / "dag_under_test.py"
     dag_file.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
     done = subprocess.run(
-        [str(AIRFLOW_PYTHON), str(PROBE), str(dag_file), *args],
+        [str(airflow_python()), str(PROBE), str(dag_file), *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -325,10 +321,8 @@ def test_dates_dataframe_xcom_and_task_errors(tmp_path: Path) -> None:
 
 
 def test_bad_usage_is_reported_as_json(tmp_path: Path) -> None:
-    if not AIRFLOW_PYTHON.exists():
-        pytest.fail(f"{AIRFLOW_PYTHON} is missing: run .ci/install-airflow")
     done = subprocess.run(
-        [str(AIRFLOW_PYTHON), str(PROBE), str(tmp_path / "missing.py")],
+        [str(airflow_python()), str(PROBE), str(tmp_path / "missing.py")],
         capture_output=True,
         text=True,
         timeout=60,

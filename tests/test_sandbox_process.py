@@ -17,12 +17,12 @@ from pipeline_plumber.sandbox.process import (
     python_command,
     run_sandboxed,
 )
+from support.airflow import airflow_python
 
 pytestmark = pytest.mark.engines  # the process sandbox, Airflow included
 
 CANARY = "sk-ant-canary-process-0123456789"
 PYTHON, PYTHON_ENV = python_command(Path(sys.executable))
-AIRFLOW_PYTHON = Path(__file__).resolve().parents[1] / ".venv-airflow" / "bin" / "python"
 
 
 def run_python(code: str, limits: Limits | None = None, keep: tuple[str, ...] = ()
@@ -122,7 +122,7 @@ def test_the_working_folder_is_deleted() -> None:
 
 
 def test_a_dag_file_imports_in_airflow_contained() -> None:
-    command, env = python_command(AIRFLOW_PYTHON)
+    command, env = python_command(airflow_python())
     dag = ("import os\nfrom airflow.sdk import DAG\nprint('KEY', os.environ.get("
            "'ANTHROPIC_API_KEY'))\nwith DAG('d', schedule=None) as dag:\n    pass\n")
     result = run_sandboxed(
