@@ -758,10 +758,10 @@ def install_lock(root: Path) -> Iterator[bool]:
         yield created
     finally:
         lock.unlink(missing_ok=True)
-        os.close(fd)
-        if created:
+        if created:  # before the lock goes, so a waiter cannot put a new lock file in it first
             with contextlib.suppress(OSError):
                 root.rmdir()  # only succeeds when nothing was installed (dry run, failure)
+        os.close(fd)
 
 
 def _make_root(root: Path) -> bool:
