@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -618,13 +619,39 @@ def run_plumber(*args: str, cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def blocked_on_a_lock() -> set[int]:
+    """The processes waiting for an flock, from the kernel's own list (`-> FLOCK ... <pid>`)."""
+    waiting = set()
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK":
+            waiting.add(int(fields[5]))
+    return waiting
+
+
+def wait_until_blocked(runs: list[subprocess.Popen[str]]) -> None:
+    """Return once every run is waiting for the lock: no guessing how long start-up takes."""
+    pids = {run.pid for run in runs}
+    deadline = time.monotonic() + 120
+    while not pids <= blocked_on_a_lock():
+        for run in runs:
+            assert run.poll() is None, run.stdout.read() if run.stdout else run.returncode
+        assert time.monotonic() < deadline, "the installs never reached the lock"
+        time.sleep(0.01)
+
+
 def test_concurrent_installs_into_a_new_target_leave_a_complete_manifest(tmp_path: Path) -> None:
+    """Two installs wait on a third that made the new folder; when it ends without installing
+    (and so removes the folder), they race to make it again: one installs, one finds it done."""
     target = tmp_path / "team" / ".claude"
     target.parent.mkdir()
-    runs = [run_plumber("install", "--target", str(target), cwd=tmp_path) for _ in range(4)]
+    with installer.install_lock(target) as created:
+        assert created
+        runs = [run_plumber("install", "--target", str(target), cwd=tmp_path) for _ in range(2)]
+        wait_until_blocked(runs)
     outputs = [(run.wait(timeout=120), run.stdout.read() if run.stdout else "") for run in runs]
-    assert [code for code, _ in outputs] == [0, 0, 0, 0], outputs
-    assert sum("nothing to do" in out for _, out in outputs) == 3, outputs
+    assert [code for code, _ in outputs] == [0, 0], outputs
+    assert sum("nothing to do" in out for _, out in outputs) == 1, outputs
     assert manifest_of(target)["dirs"] == [".", "agents", "commands", "commands/de"]
     assert {rel for rel, data in tree(target).items() if data is not None} == {*INSTALLED, MANIFEST}
     assert plumber("uninstall", "--target", str(target), cwd=tmp_path).exit_code == 0
@@ -636,8 +663,7 @@ def test_the_lock_makes_a_second_install_wait(project: Path) -> None:
     with installer.install_lock(root) as created:
         assert created
         second = run_plumber("install", cwd=project)
-        with pytest.raises(subprocess.TimeoutExpired):
-            second.wait(timeout=2)
+        wait_until_blocked([second])
         assert not (root / MANIFEST).exists()
     assert second.wait(timeout=120) == 0
     assert manifest_of(root)["dirs"] == [".", "agents", "commands", "commands/de"]
