@@ -185,13 +185,38 @@ def import_dags(codes: list[str]) -> dict[str, Any]:
 def task_sql(answer: Answer) -> list[TaskSql]:
     """Every SQL text a task runs, in the order written, from the answer's DAG blocks."""
     out: list[TaskSql] = []
+    files = sql_files(answer)
     for block in answer.python_blocks:
         try:
             tree = ast.parse(block.code)
         except SyntaxError:
             continue
-        out += _Finder(block.index, _strings(tree)).run(tree)
+        out += _Finder(block.index, _strings(tree), files).run(tree)
     return out
+
+
+_WRITES = re.compile(r"\b(INSERT|MERGE|UPDATE|DELETE)\b", re.I)
+_SQL_FILE = re.compile(r"[\w./-]*?([\w-]+\.sql)\b", re.I)
+
+
+def sql_files(answer: Answer) -> dict[str, str]:
+    """File name -> the fenced SQL block that holds it: the file is named in the block's first
+    comment lines, else in the prose just above the fence (`sql/load_sales.sql`, the file the
+    task runs; of two blocks so named, the one that writes)."""
+    lines = answer.text.splitlines()
+    named: dict[str, str] = {}
+    above: dict[str, list[str]] = {}
+    for block in answer.sql_blocks:
+        head = [ln for ln in block.code.splitlines()[:3] if ln.strip().startswith(("--", "/*"))]
+        for name in _SQL_FILE.findall("\n".join(head)):
+            named.setdefault(name.lower(), block.code)
+        prose = [ln for ln in lines[max(0, block.line - 4):block.line - 1] if ln.strip()][-2:]
+        for name in _SQL_FILE.findall("\n".join(prose)):
+            above.setdefault(name.lower(), []).append(block.code)
+    for name, codes in above.items():
+        writes = [c for c in codes if _WRITES.search(c)]
+        named.setdefault(name, (writes or codes)[0])
+    return named
 
 
 def _strings(tree: ast.Module) -> dict[str, ast.expr]:
@@ -208,8 +233,8 @@ def _strings(tree: ast.Module) -> dict[str, ast.expr]:
 
 
 class _Finder:
-    def __init__(self, block: int, names: dict[str, ast.expr]) -> None:
-        self.block, self.names = block, names
+    def __init__(self, block: int, names: dict[str, ast.expr], files: dict[str, str]) -> None:
+        self.block, self.names, self.files = block, names, files
         self.found: list[TaskSql] = []
 
     def run(self, tree: ast.Module) -> list[TaskSql]:
@@ -231,6 +256,10 @@ class _Finder:
             self.found.append(TaskSql(task, where, "", call, **kw))  # type: ignore[arg-type]
             return
         for text in self._resolve(value, 0):
+            file = re.fullmatch(r"\s*[\w./-]*?([\w-]+\.sql)\s*", text, re.I)
+            if file and file.group(1).lower() in self.files:
+                where += f" ({file.group(1)})"
+                text = self.files[file.group(1).lower()]
             if _SQL_START.match(text):
                 self.found.append(TaskSql(task, where, text, call))
 
