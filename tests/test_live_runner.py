@@ -109,25 +109,25 @@ def test_params_may_not_override_what_the_run_sets() -> None:
 def test_exactly_one_request_per_item_and_n_in_flight(tmp_path: Path,
                                                        prompts: PackPrompts) -> None:
     with FakeMessagesAPI(latency=0.05) as api:
-        items, folder, tally = run(api, tmp_path, prompts, n=24, repeats=2, jobs=6)
+        items, folder, tally = run(api, tmp_path, prompts, n=12, repeats=2, jobs=6)
         sent = api.message_requests()
-        assert len(sent) == 48 == len(items)
+        assert len(sent) == 24 == len(items)
         assert api.max_in_flight == 6
         bodies = [r.body for r in sent]
         assert {json.dumps(b, sort_keys=True) for b in bodies} == {
             json.dumps(dict(i.request), sort_keys=True) for i in items}
     results = folder.results()
-    assert len(results) == 48 and all(r["status"] == "ok" for r in results.values())
-    assert tally.attempts == 48
+    assert len(results) == 24 and all(r["status"] == "ok" for r in results.values())
+    assert tally.attempts == 24
 
 
 def test_cache_is_warmed_by_one_request_before_the_fan_out(tmp_path: Path,
                                                             prompts: PackPrompts) -> None:
-    with FakeMessagesAPI(latency=0.1) as api:
+    with FakeMessagesAPI(latency=0.05) as api:
         _, folder, _ = run(api, tmp_path, prompts, n=9, jobs=8)
         sent = api.message_requests()
         first, rest = sent[0], sent[1:]
-        assert all(r.timestamp >= first.timestamp + 0.1 for r in rest)
+        assert all(r.timestamp >= first.timestamp + 0.05 for r in rest)
     results = sorted(folder.results().values(), key=lambda r: r["at"])
     assert results[0]["usage"]["cache_write_5m"] > 0
     assert all(r["usage"]["cache_read"] > 0 and r["usage"]["cache_write_5m"] == 0
@@ -136,13 +136,13 @@ def test_cache_is_warmed_by_one_request_before_the_fan_out(tmp_path: Path,
 
 def test_retry_after_is_honoured_on_429_and_529(tmp_path: Path, prompts: PackPrompts) -> None:
     with FakeMessagesAPI() as api:
-        api.inject(Fault.rate_limit(retry_after=0.6))
-        api.inject(Fault.overloaded(retry_after=0.4))
+        api.inject(Fault.rate_limit(retry_after=0.3))
+        api.inject(Fault.overloaded(retry_after=0.2))
         _, folder, tally = run(api, tmp_path, prompts, n=1, jobs=1)
         sent = api.message_requests()
         assert [r.status for r in sent] == [429, 529, 200]
-        assert sent[1].timestamp - sent[0].timestamp >= 0.6
-        assert sent[2].timestamp - sent[1].timestamp >= 0.4
+        assert sent[1].timestamp - sent[0].timestamp >= 0.3  # the backoff alone is ~0.01 s
+        assert sent[2].timestamp - sent[1].timestamp >= 0.2
     assert tally.retries_throttled == 2
     (result,) = folder.results().values()
     assert result["status"] == "ok" and result["attempts"] == 3
@@ -150,17 +150,17 @@ def test_retry_after_is_honoured_on_429_and_529(tmp_path: Path, prompts: PackPro
 
 def test_a_429_pauses_every_worker(tmp_path: Path, prompts: PackPrompts) -> None:
     """The pause is shared: most of the work waits out the retry-after, not just the worker
-    that was limited. (Without a shared pause the other workers finish the 40 requests in about
-    0.5 s and only the limited one comes after the pause; requests already in flight when the
+    that was limited. (Without a shared pause the other workers finish the 24 requests in about
+    0.4 s and only the limited one comes after the pause; requests already in flight when the
     429 arrives may still land, so the assertion leaves room for them on a loaded machine.)"""
     with FakeMessagesAPI(latency=0.05) as api:
-        api.inject(Fault.rate_limit(retry_after=1.0))
-        run(api, tmp_path, prompts, n=40, jobs=4, warm_up=False)
+        api.inject(Fault.rate_limit(retry_after=0.5))
+        run(api, tmp_path, prompts, n=24, jobs=4, warm_up=False)
         sent = api.message_requests()
         limited = next(r for r in sent if r.status == 429)
-        after_pause = [r for r in sent if r.timestamp >= limited.timestamp + 1.0 - 0.02]
-        assert len(sent) == 41
-        assert len(after_pause) >= 20, f"only {len(after_pause)} of 40 requests waited"
+        after_pause = [r for r in sent if r.timestamp >= limited.timestamp + 0.5 - 0.02]
+        assert len(sent) == 25
+        assert len(after_pause) >= 12, f"only {len(after_pause)} of 24 requests waited"
 
 
 @pytest.mark.parametrize("fault", [Fault.server_error(), Fault.drop(), Fault.malformed()])
@@ -338,7 +338,8 @@ def test_pieces_of_the_key_echoed_by_a_server_are_never_written(
         tmp_path: Path, prompts: PackPrompts, answer: bool) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoKey)
     server.answer = answer  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)  # shutdown() waits up to one poll
     thread.start()
     try:
         items = plan_items(cases(1), prompts, LiveConfig(model=MODEL))
