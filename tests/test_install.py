@@ -23,8 +23,18 @@ from install_support import (
 )
 from pipeline_plumber import frontmatter
 from pipeline_plumber import install as installer
+from pipeline_plumber.build import build_pack
 from pipeline_plumber.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, InputError
 from support.cli import plumber
+from support.pack_cache import PackCache
+
+PACKS = PackCache(build_pack)
+
+
+@pytest.fixture(autouse=True)
+def render_each_input_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs here plan and write for real; the pack they install is rendered once per input."""
+    monkeypatch.setattr(installer, "build_pack", PACKS.build)
 
 
 @pytest.fixture
