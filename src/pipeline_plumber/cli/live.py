@@ -11,7 +11,6 @@ else 0.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import click
 
 from ..errors import CheckFailed, InputError, Problem
 from ..paths import default_kb, default_templates
+from .eval_output import append_step_summary, write_reports
 
 if TYPE_CHECKING:
     from ..live.evaluate import LiveRequest
@@ -31,67 +31,86 @@ DEFAULT_CACHE = Path(".plumber") / "cache"
 
 def live_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The live run's options, added to `plumber eval run`."""
-    options = [
-        click.option("--live", is_flag=True,
-                     help="Ask the model (ANTHROPIC_API_KEY) instead of scoring recordings: the "
-                          "agent's body as system prompt, the expanded command as message."),
-        click.option("--replay", is_flag=True,
-                     help="Like --live, but answer only from recordings matched by request "
-                          "hash; a miss fails (exit 2) instead of calling the API."),
-        click.option("--record", is_flag=True,
-                     help="Write every answer to the recordings folder, for offline runs."),
-        click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False),
-                     default=None, help="Continue the live run in this folder: only what is "
-                                        "missing is sent."),
-        click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False),
-                     default=None, help=f"Folder of a new live run. Default: "
-                                        f"{DEFAULT_RUNS}/<UTC time>."),
-        click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None, metavar="N",
-                     help="Requests in flight at once (live; default 4), or answers scored at "
-                          "once (offline; default: the number of CPUs)."),
-        click.option("--repeat", "repeats", type=click.IntRange(1, 100), default=1,
-                     show_default=True, help="Answers per case: pass@k, pass^k, flaky cases."),
-        click.option("--pass-rule", type=click.Choice(["all", "any", "majority"]),
-                     default="all", show_default=True,
-                     help="With --repeat: a case passes when all (pass^k), any (pass@k) or "
-                          "most repeats pass."),
-        click.option("--max-usd", type=click.FloatRange(min=0), default=None,
-                     help="Stop sending before the run could cost more; the rest is "
-                          "budget_exceeded (exit 3)."),
-        click.option("--batch", is_flag=True,
-                     help="Send through the Message Batches API (half price, slower)."),
-        click.option("--poll-interval", type=click.FloatRange(min=0), default=10.0,
-                     show_default=True, help="Seconds between batch status checks."),
-        click.option("--baseline", is_flag=True,
-                     help="Also ask each case without the agent's system prompt, and report "
-                          "the difference the agent makes."),
-        click.option("--model", default=None,
-                     help="Model id. Default: claude-sonnet-5."),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=None,
-                     help="Max output tokens per answer. Default: 4096."),
-        click.option("--param", "params", multiple=True, metavar="NAME=JSON",
-                     help="Another Messages API parameter, e.g. top_p=0.9 (repeatable)."),
-        click.option("--no-prompt-cache", is_flag=True,
-                     help="Do not mark the system prompt for prompt caching."),
-        click.option("--cache-ttl", type=click.Choice(["5m", "1h"]), default="5m",
-                     show_default=True, help="Prompt cache lifetime."),
-        click.option("--timeout", type=click.FloatRange(min=0.001), default=120.0,
-                     show_default=True, help="Seconds per request before it is retried."),
-        click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
-                     help="Retries per request after 429, 529, 5xx, timeouts, dropped "
-                          "connections."),
-        click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
-                     default=DEFAULT_CACHE, show_default=True,
-                     help="Local store of every answer, by request hash."),
-        click.option("--fresh", is_flag=True,
-                     help="Ignore stored answers (recordings and cache): ask the model again."),
-        click.option("--prices", "prices_file",
-                     type=click.Path(path_type=Path, dir_okay=False, exists=True),
-                     default=None, help="Price table (YAML). Default: the one shipped."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return _run_options(_request_options(_store_options(f)))
+
+
+def _stacked(options: list[Callable[[Callable[..., Any]], Callable[..., Any]]]
+             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One decorator applying `options`, listed in --help in the order given."""
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return apply
+
+
+_run_options = _stacked([
+    click.option("--live", is_flag=True,
+                 help="Ask the model (ANTHROPIC_API_KEY) instead of scoring recordings: the "
+                      "agent's body as system prompt, the expanded command as message."),
+    click.option("--replay", is_flag=True,
+                 help="Like --live, but answer only from recordings matched by request "
+                      "hash; a miss fails (exit 2) instead of calling the API."),
+    click.option("--record", is_flag=True,
+                 help="Write every answer to the recordings folder, for offline runs."),
+    click.option("--resume", "resume_dir", type=click.Path(path_type=Path, file_okay=False),
+                 default=None, help="Continue the live run in this folder: only what is "
+                                    "missing is sent."),
+    click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False),
+                 default=None, help=f"Folder of a new live run. Default: "
+                                    f"{DEFAULT_RUNS}/<UTC time>."),
+    click.option("-j", "--jobs", type=click.IntRange(1, 1024), default=None, metavar="N",
+                 help="Requests in flight at once (live; default 4), or answers scored at "
+                      "once (offline; default: the number of CPUs)."),
+    click.option("--repeat", "repeats", type=click.IntRange(1, 100), default=1,
+                 show_default=True, help="Answers per case: pass@k, pass^k, flaky cases."),
+    click.option("--pass-rule", type=click.Choice(["all", "any", "majority"]),
+                 default="all", show_default=True,
+                 help="With --repeat: a case passes when all (pass^k), any (pass@k) or "
+                      "most repeats pass."),
+    click.option("--max-usd", type=click.FloatRange(min=0), default=None,
+                 help="Stop sending before the run could cost more; the rest is "
+                      "budget_exceeded (exit 3)."),
+    click.option("--batch", is_flag=True,
+                 help="Send through the Message Batches API (half price, slower)."),
+    click.option("--poll-interval", type=click.FloatRange(min=0), default=10.0,
+                 show_default=True, help="Seconds between batch status checks."),
+    click.option("--baseline", is_flag=True,
+                 help="Also ask each case without the agent's system prompt, and report "
+                      "the difference the agent makes."),
+])
+"""How the run goes: live or replayed, its folder, concurrency, repeats, budget, batching."""
+
+_request_options = _stacked([
+    click.option("--model", default=None,
+                 help="Model id. Default: claude-sonnet-5."),
+    click.option("--max-tokens", type=click.IntRange(min=1), default=None,
+                 help="Max output tokens per answer. Default: 4096."),
+    click.option("--param", "params", multiple=True, metavar="NAME=JSON",
+                 help="Another Messages API parameter, e.g. top_p=0.9 (repeatable)."),
+    click.option("--no-prompt-cache", is_flag=True,
+                 help="Do not mark the system prompt for prompt caching."),
+    click.option("--cache-ttl", type=click.Choice(["5m", "1h"]), default="5m",
+                 show_default=True, help="Prompt cache lifetime."),
+    click.option("--timeout", type=click.FloatRange(min=0.001), default=120.0,
+                 show_default=True, help="Seconds per request before it is retried."),
+    click.option("--max-retries", type=click.IntRange(min=0), default=4, show_default=True,
+                 help="Retries per request after 429, 529, 5xx, timeouts, dropped "
+                      "connections."),
+])
+"""What each request asks for and how it is sent: model, parameters, caching, retries."""
+
+_store_options = _stacked([
+    click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+                 default=DEFAULT_CACHE, show_default=True,
+                 help="Local store of every answer, by request hash."),
+    click.option("--fresh", is_flag=True,
+                 help="Ignore stored answers (recordings and cache): ask the model again."),
+    click.option("--prices", "prices_file",
+                 type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 default=None, help="Price table (YAML). Default: the one shipped."),
+])
+"""Where answers are kept between runs, and what they cost."""
 
 
 def wanted(live: Mapping[str, Any]) -> bool:
@@ -136,14 +155,10 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
     for line in outcome.summary_lines():
         click.echo(line)
     if out_dir is not None:
-        for path in reports.write_reports(outcome.offline_run, out_dir, with_html=with_html):
-            click.echo(f"wrote {path}")
+        write_reports(outcome.offline_run, out_dir, with_html=with_html)
     reports.write_reports(outcome.offline_run, outcome.folder.path)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(reports.markdown_summary(outcome.offline_run) + "\n"
-                         + outcome.report.markdown())
+    append_step_summary(reports.markdown_summary(outcome.offline_run) + "\n"
+                        + outcome.report.markdown())
     failure = outcome.failure()
     if failure is not None:
         raise failure
