@@ -20,11 +20,15 @@ from ..errors import CheckFailed
 from ..paths import default_kb
 from ..words import plural
 from . import cli
+from .eval_output import append_step_summary, write_reports
 from .live import compare_command, live_options, run_live_command, wanted
 
 if TYPE_CHECKING:
     from ..evals.answers import Answer
-    from ..evals.cases import Case, Checklists
+    from ..evals.cases import Case, Checklists, Suite
+    from ..evals.runner import AnswerSource
+    from ..evals.scorers import Resources
+    from ..evals.scoring import CaseResult
 
 _PROGRESS_FROM = 20  # answers; fewer finish before a bar would be worth drawing
 
@@ -55,6 +59,11 @@ def _kb_option(f: Callable[..., object]) -> Callable[..., object]:
     return click.option(
         "--kb", "kb_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
         help="Knowledge-base folder (for the commands' checklists). Default: ./kb or shipped.")(f)
+
+
+def _suite_options(f: Callable[..., object]) -> Callable[..., object]:
+    """`--evals` and `--kb`: the eval folder and the knowledge base whose checklists it grades."""
+    return _evals_option(_kb_option(f))
 
 
 def _filters(f: Callable[..., object]) -> Callable[..., object]:
@@ -106,8 +115,7 @@ def _answer_timeout_option(f: Callable[..., object]) -> Callable[..., object]:
 
 
 @eval_group.command(name="run")
-@_evals_option
-@_kb_option
+@_suite_options
 @_filters
 @click.option("--answers", type=click.Choice(["recorded", "references", "flawed"]),
               default="recorded", show_default=True,
@@ -140,50 +148,60 @@ def run_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, ...],
             evals_dir=evals_dir, kb_dir=kb_dir, case_ids=case_ids, tags=tags, commands=commands,
             answers=answers, recordings_dir=recordings_dir, out_dir=out_dir,
             with_html=with_html, verbose=verbose, live=live)
-    from ..errors import InputError, Problem
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
-    from ..evals.scorers import Resources
-    from ..evals.scorers.judge import JudgeStore
 
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
     recordings = recordings_dir or evals_dir / "recordings"
-    if answers == "recorded" and not any((recordings / "answers").glob("*/*.json")):
-        raise InputError([Problem(
-            f"no recorded answers in {recordings / 'answers'}: pass --answers references to "
-            "score the hand-written reference answers, or record model answers with --live "
-            "(docs/live-evals.md)", field="--answers")])
-    source = {
-        "recorded": lambda: runner.recorded_source(recordings),
-        "references": lambda: runner.reference_source(suite),
-        "flawed": lambda: runner.flawed_source(suite),
-    }[answers]()
+    source = _answer_source(answers, suite, recordings)
     total = sum(len(suite.answers[c.id].flawed) for c in chosen) if answers == "flawed" else len(
         chosen)
-    with Resources(judge_store=JudgeStore(recordings / "judge"),
-                   answer_timeout_s=answer_timeout) as resources, \
+    with _resources(recordings, answer_timeout) as resources, \
             _progress(total, "scoring") as progress:
         result = runner.run(suite, chosen, source, answers=answers, resources=resources,
                             progress=progress, jobs=scoring_jobs(live.get("jobs")))
     click.echo(reports.terminal_table(result, verbose=verbose))
     if out_dir is not None:
-        for path in reports.write_reports(result, out_dir, with_html=with_html):
-            click.echo(f"wrote {path}")
+        write_reports(result, out_dir, with_html=with_html)
     elif with_html:
         click.echo("note: --html needs --out DIR; no report written", err=True)
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(reports.markdown_summary(result))
+    append_step_summary(reports.markdown_summary(result))
     if not result.passed:
         raise CheckFailed()
 
 
+def _answer_source(answers: str, suite: Suite, recordings: Path) -> AnswerSource:
+    """The answers `--answers` names; recorded ones must exist, or the user is told what to
+    pass instead."""
+    from ..errors import InputError, Problem
+    from ..evals import runner
+
+    if answers == "recorded" and not any((recordings / "answers").glob("*/*.json")):
+        raise InputError([Problem(
+            f"no recorded answers in {recordings / 'answers'}: pass --answers references to "
+            "score the hand-written reference answers, or record model answers with --live "
+            "(docs/live-evals.md)", field="--answers")])
+    return {
+        "recorded": lambda: runner.recorded_source(recordings),
+        "references": lambda: runner.reference_source(suite),
+        "flawed": lambda: runner.flawed_source(suite),
+    }[answers]()
+
+
+def _resources(recordings: Path, answer_timeout: float) -> Resources:
+    """What scoring needs besides the answer: the recorded judge verdicts, the sandbox's
+    deadline per answer."""
+    from ..evals.scorers import Resources
+    from ..evals.scorers.judge import JudgeStore
+
+    return Resources(judge_store=JudgeStore(recordings / "judge"),
+                     answer_timeout_s=answer_timeout)
+
+
 @eval_group.command(name="score")
-@_evals_option
-@_kb_option
+@_suite_options
 @click.option("--command", "command", default=None, metavar="NAME",
               help="Grade by this command's rubric (with --case: optional, must agree).")
 @click.option("--case", "case_id", default=None, metavar="ID",
@@ -214,15 +232,12 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
     Exit 0 when it reaches the threshold, 1 when not.
     """
     from ..evals import cases as cases_mod
-    from ..evals.scorers import Resources
-    from ..evals.scorers.judge import JudgeStore
     from ..evals.scoring import score_case, score_with_rubric
 
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     answer = _read_text_file(answer_file, "--answer", strip_front_matter=True)
     prompt = _read_text_file(prompt_file, "--prompt").text if prompt_file else ""
-    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge"),
-                   answer_timeout_s=answer_timeout) as resources:
+    with _resources(evals_dir / "recordings", answer_timeout) as resources:
         if case_id is not None:
             suite = cases_mod.load_suite(evals_dir, kb, with_answers=False)
             case = _case_to_score(suite.cases, case_id, command, dialect, prompt_file)
@@ -233,22 +248,27 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
             result = score_with_rubric(rubric, answer, dialect=dialect, prompt=prompt,
                                        threshold=0.8 if threshold is None else threshold,
                                        resources=resources)
+    _print_verdict(result, as_json=as_json)
+    if result.status != "pass":
+        raise CheckFailed()
+
+
+def _print_verdict(result: CaseResult, *, as_json: bool) -> None:
+    """One line per check, then the verdict; or all of it as JSON."""
     if as_json:
         data = result.to_json()
         if not result.case_id:
             data.pop("case_id")
         click.echo(json.dumps(data, indent=1, ensure_ascii=False))
-    else:
-        for check in result.checks:
-            mark = " (blocker)" if check.blocks else ""
-            click.echo(f"{check.status:10} {check.id}{mark}: {check.explanation}")
-        score = "n/a" if result.score is None else f"{result.score:.2f}"
-        click.echo(f"{result.status}: score {score}, threshold {result.threshold:.2f}; "
-                   f"{plural(len(result.not_scored), 'check')} not scored"
-                   + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
-                      if result.blockers else ""))
-    if result.status != "pass":
-        raise CheckFailed()
+        return
+    for check in result.checks:
+        mark = " (blocker)" if check.blocks else ""
+        click.echo(f"{check.status:10} {check.id}{mark}: {check.explanation}")
+    score = "n/a" if result.score is None else f"{result.score:.2f}"
+    click.echo(f"{result.status}: score {score}, threshold {result.threshold:.2f}; "
+               f"{plural(len(result.not_scored), 'check')} not scored"
+               + (f"; failed blocker(s): {', '.join(c.id for c in result.blockers)}"
+                  if result.blockers else ""))
 
 
 def _known_command(kb: Checklists, command: str | None) -> str:
@@ -312,8 +332,7 @@ def _read_text_file(path: Path, option: str, *, strip_front_matter: bool = False
 
 
 @eval_group.command(name="calibrate")
-@_evals_option
-@_kb_option
+@_suite_options
 @_filters
 @click.option("--json", "as_json", is_flag=True, help="Print the agreement table as JSON.")
 @_jobs_option
@@ -330,15 +349,12 @@ def calibrate_command(evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str,
     """
     from ..evals import cases as cases_mod
     from ..evals import reports, runner
-    from ..evals.scorers import Resources
-    from ..evals.scorers.judge import JudgeStore
 
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     suite = cases_mod.load_suite(evals_dir, kb)
     chosen = cases_mod.select(suite.cases, ids=case_ids, tags=tags, commands=commands)
     total = sum(len(suite.answers[c.id].labelled) for c in chosen)
-    with Resources(judge_store=JudgeStore(evals_dir / "recordings" / "judge"),
-                   answer_timeout_s=answer_timeout) as resources, \
+    with _resources(evals_dir / "recordings", answer_timeout) as resources, \
             _progress(total, "calibrating") as progress:
         cal = runner.calibrate(suite, chosen, resources=resources, progress=progress,
                                jobs=scoring_jobs(jobs))
