@@ -37,3 +37,60 @@ def test_money_in_a_domain_over_a_float_is_inexact(resources: Resources) -> None
     assert found["exact-money"].status == "fail"
     assert "payments.amount (double precision)" in found["exact-money"].detail
     assert "fee" not in found["exact-money"].detail
+
+
+def test_a_fact_holding_an_scd2_natural_key_is_not_linked_to_a_version(
+        resources: Resources) -> None:
+    dimension = ("```sql\nCREATE TABLE dim_plan (plan_key int PRIMARY KEY, plan_code text);\n"
+                 "CREATE TABLE dim_customer (customer_key bigint PRIMARY KEY,\n"
+                 "    customer_id text NOT NULL, segment text NOT NULL,\n"
+                 "    valid_from timestamptz NOT NULL, valid_to timestamptz,\n"
+                 "    is_current boolean NOT NULL DEFAULT true);\n"
+                 "CREATE TABLE stg_customer (customer_id text, segment text);\n")
+    load = ("UPDATE dim_customer d SET is_current = false FROM stg_customer s\n"
+            "    WHERE d.customer_id = s.customer_id AND d.is_current;\n"
+            "INSERT INTO dim_customer SELECT 100 + row_number() OVER (), customer_id, segment,\n"
+            "    now(), NULL, true FROM stg_customer;\n```\n")
+    by_natural = ("CREATE TABLE fact_sale (sale_id bigint PRIMARY KEY,\n"
+                  "    customer_id text NOT NULL, plan_key int NOT NULL REFERENCES dim_plan,\n"
+                  "    amount numeric(12,2) NOT NULL);\n")
+    by_version = by_natural.replace("customer_id text NOT NULL", "customer_key bigint NOT NULL "
+                                    "REFERENCES dim_customer")
+    flawed = _findings(dimension + by_natural + load, "star", "postgres", resources)
+    detail = flawed["facts-reference-dimensions"].detail
+    assert flawed["facts-reference-dimensions"].status == "fail", detail
+    assert "natural key (customer_id)" in detail
+    right = _findings(dimension + by_version + load, "star", "postgres", resources)
+    assert right["facts-reference-dimensions"].status == "pass"
+
+
+_TIERS = ("```sql\nCREATE TABLE stg_customer (customer_id text NOT NULL, tier text NOT NULL,\n"
+          "    changed_at timestamptz NOT NULL);\n"
+          "CREATE TABLE dim_customer (customer_sk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+          "    customer_id text NOT NULL, tier text NOT NULL CHECK (tier IN ('bronze', 'gold')),\n"
+          "    valid_from timestamptz NOT NULL, valid_to timestamptz,\n"
+          "    is_current boolean NOT NULL DEFAULT true);\n```\n\n```sql\n")
+
+
+def test_scd2_replay_stages_values_the_dimension_accepts_and_staging_needs_no_key(
+        resources: Resources) -> None:
+    close_then_insert = (
+        "UPDATE dim_customer d SET valid_to = s.changed_at, is_current = false\n"
+        "FROM stg_customer s WHERE d.customer_id = s.customer_id AND d.is_current\n"
+        "  AND d.tier <> s.tier;\n"
+        "INSERT INTO dim_customer (customer_id, tier, valid_from)\n"
+        "SELECT s.customer_id, s.tier, s.changed_at FROM stg_customer s\n"
+        "WHERE NOT EXISTS (SELECT 1 FROM dim_customer d\n"
+        "                  WHERE d.customer_id = s.customer_id AND d.is_current);\n```\n")
+    right = _findings(_TIERS + close_then_insert, "schema", "postgres", resources)
+    assert right["scd2-one-current"].status == "pass", right["scd2-one-current"].detail
+    assert right["primary-keys"].status == "pass", right["primary-keys"].detail
+    assert "1 staging table(s) need none" in right["primary-keys"].detail
+    closes_its_own = (
+        "INSERT INTO dim_customer (customer_id, tier, valid_from)\n"
+        "SELECT s.customer_id, s.tier, s.changed_at FROM stg_customer s;\n"
+        "UPDATE dim_customer d SET valid_to = s.changed_at, is_current = false\n"
+        "FROM stg_customer s WHERE d.customer_id = s.customer_id AND d.is_current;\n```\n")
+    flawed = _findings(_TIERS + closes_its_own, "schema", "postgres", resources)
+    assert flawed["scd2-one-current"].status == "fail"
+    assert "no current row" in flawed["scd2-one-current"].detail

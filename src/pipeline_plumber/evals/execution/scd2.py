@@ -72,11 +72,15 @@ def open_versions(session: Session, table: Table) -> None:
             session.execute(f"UPDATE {table.qualified} SET {column.name} = {value}")
 
 
-def stage_changes(session: Session, tables: list[Table], stored: dict[str, list[Row]]) -> None:
+def stage_changes(session: Session, tables: list[Table], stored: dict[str, list[Row]],
+                  allowed: dict[str, list[str]] | None = None) -> None:
     """The staging tables the SCD2 statements read, refilled with changed versions of the stored
     rows: the same keys (synthetic rows are numbered alike), other attribute values, and change
     dates two months after the versions they replace (a close that sets `valid_to` from the
-    change date then satisfies `CHECK (valid_to > valid_from)`)."""
+    change date then satisfies `CHECK (valid_to > valid_from)`). A column whose values the
+    target's CHECK lists (`allowed`: column -> SQL literals) changes to another listed value,
+    so the new version is one the dimension accepts."""
+    allowed = allowed or {}
     for table in tables:
         batch = []
         for i, row in enumerate(rows(table, 3, stored)):
@@ -91,6 +95,10 @@ def stage_changes(session: Session, tables: list[Table], stored: dict[str, list[
                     position += 1
                 elif column.name in table.primary_key or KEYISH.search(column.name):
                     continue
+                elif column.name in allowed and len(allowed[column.name]) > 1:
+                    options = allowed[column.name]
+                    at = options.index(value) if value in options else -1
+                    changed[column.name] = options[(at + 1) % len(options)]
                 elif value.startswith("'") and not column.type.startswith(("uuid", "json")):
                     changed[column.name] = value[:-1] + "_v2'"
             batch.append(changed)

@@ -27,8 +27,8 @@ from ..engine import Broken, Rejected, Session
 from ..program import WAREHOUSES
 from ..properties import Finding, ProbeInput, family
 from ..scd2 import natural_key, one_current, open_versions, scd2_tables, sources, stage_changes
-from ..synth import Row, insert_sql, orphan, populate, rows
-from .schema import _with_parents, exact_money, scratch
+from ..synth import Row, allowed_values, insert_sql, orphan, populate, rows
+from .schema import STAGING, _with_parents, exact_money, scratch
 
 PROPERTIES = ("primary-keys", "facts-reference-dimensions", "exact-money", "scd2-one-current",
               "example-query-runs")
@@ -44,8 +44,6 @@ def star_family(probe: ProbeInput) -> list[Finding]:
             exact_money(execution.catalog), scd2_one_current(probe), example_query_runs(probe)]
 
 
-_STAGING = re.compile(r"^(stg|staging|stage|landing|raw|tmp|temp|src)_|_(stg|staging|stage|"
-                      r"landing|raw|tmp|temp)$", re.I)
 
 
 def dimension_primary_keys(probe: ProbeInput) -> Finding:
@@ -53,7 +51,7 @@ def dimension_primary_keys(probe: ProbeInput) -> Finding:
     (`stg_*`, `*_staging`, ...) hold raw batches and need none."""
     prop = "primary-keys"
     catalog = probe.execution.catalog
-    modelled = [t for t in catalog.tables_in_fk_order() if not _STAGING.search(t.name)]
+    modelled = [t for t in catalog.tables_in_fk_order() if not STAGING.search(t.name)]
     missing = [t.name for t in modelled if not t.primary_key]
     if missing:
         return Finding.failed(prop, f"no primary key on {', '.join(missing)}")
@@ -140,6 +138,9 @@ def facts_reference_dimensions(probe: ProbeInput) -> Finding:
                 linked += 1
     if unlinked:
         return Finding.failed(prop, "no foreign key from " + ", ".join(unlinked))
+    by_natural_key = _facts_by_natural_key(catalog, facts)
+    if by_natural_key:
+        return Finding.failed(prop, by_natural_key)
     if not linked:
         return Finding.failed(prop, f"{', '.join(f.name for f in facts)} reference(s) no "
                               "dimension key")
@@ -151,6 +152,28 @@ def facts_reference_dimensions(probe: ProbeInput) -> Finding:
         f"keys match dimension keys (foreign keys are not enforced in {probe.program.dialect})")
     note = f"; dimensions the answer does not create: {', '.join(absent)}" if absent else ""
     return Finding.passed(prop, f"{len(facts)} fact table(s): {how}{note}")
+
+
+def _facts_by_natural_key(catalog: Catalog, facts: list[Table]) -> str | None:
+    """Why a fact holds an SCD2 dimension's natural key instead of a key of one version (its
+    rows then join to every version, or only to the current one: not to the version in force
+    when the fact happened), or None."""
+    for dimension, _ in scd2_tables(catalog):
+        key = natural_key(dimension)
+        own = set(dimension.primary_key)
+        if not key or set(key) <= own:
+            continue
+        for fact in facts:
+            if fact is dimension or not set(key) <= {c.name for c in fact.columns}:
+                continue
+            if any(fk.table == dimension.name for fk in fact.foreign_keys):
+                continue
+            if any(c in own for c in _key_columns(fact)):
+                continue
+            return (f"{fact.name} holds {dimension.name}'s natural key "
+                    f"({', '.join(key)}) and no key of a version: a row cannot keep the "
+                    f"version of {dimension.name} in force when it happened")
+    return None
 
 
 def _orphans_refused(probe: ProbeInput, facts: list[Table]) -> str | None:
@@ -196,7 +219,8 @@ def scd2_one_current(probe: ProbeInput) -> Finding:
                 return Finding.not_applicable(prop, f"no natural key found on {table.name}")
             statements = probe.program.writes(table.name)
             read = {s.name: s for st in statements for s in sources(st, catalog)}
-            stage_changes(session, list(read.values()), stored)
+            stage_changes(session, list(read.values()), stored,
+                          allowed_values(table))
             for _ in range(2):
                 for statement in statements:
                     try:
