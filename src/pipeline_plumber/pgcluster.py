@@ -55,6 +55,9 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pipeline_plumber.errors import EnvironmentProblem
+from pipeline_plumber.stale_folders import OWNER_MARKER as OWNER_MARKER  # tests mark folders
+from pipeline_plumber.stale_folders import mark_owner, stale_folders
+from pipeline_plumber.stale_folders import owner_mark as _owner_mark
 
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 SUPERUSER = "postgres"
@@ -382,7 +385,7 @@ def throwaway_cluster(
 
 def _prepare_folder(root: Path, account: Account | None) -> None:
     """Mark `root` as ours and make its socket folder, both owned by the cluster's account."""
-    (root / OWNER_MARKER).write_text(_owner_mark(os.getpid()) or "", encoding="utf-8")
+    mark_owner(root)
     socket_dir = root / "socket"
     socket_dir.mkdir()
     if account is not None:
@@ -456,18 +459,6 @@ def _running_server(
 
 
 FOLDER_PREFIX = "plumber-pg-"
-OWNER_MARKER = "plumber-owner"
-"""A file in each cluster folder: the pid and start time of the process that made it."""
-
-
-def _owner_mark(pid: int) -> str | None:
-    """'<pid> <start time in clock ticks since boot>' of a running process, None if gone."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    fields = stat_line.rsplit(")", 1)[-1].split()
-    return f"{pid} {fields[19]}" if len(fields) > 19 else None
 
 
 def remove_stale_clusters(base_dir: Path) -> list[Path]:
@@ -477,17 +468,8 @@ def remove_stale_clusters(base_dir: Path) -> list[Path]:
     the process it names no longer exists (a reused pid has another start time). Anything
     else, ours or not, is left alone. Linux only (it reads /proc); elsewhere nothing is removed.
     """
-    if not Path("/proc/self/stat").exists():
-        return []
     removed = []
-    for folder in base_dir.glob(FOLDER_PREFIX + "*"):
-        try:
-            mark = (folder / OWNER_MARKER).read_text(encoding="utf-8").strip()
-            pid = int(mark.split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-        if _owner_mark(pid) == mark:
-            continue  # its owner still runs
+    for folder in stale_folders(base_dir, FOLDER_PREFIX):
         postmaster = folder / "data" / "postmaster.pid"
         try:
             server_pid = int(postmaster.read_text(encoding="utf-8").split()[0])
