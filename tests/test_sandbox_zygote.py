@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipeline_plumber.sandbox.process import Limits, ProcessResult, python_command
-from pipeline_plumber.sandbox.zygote import Zygote, ZygoteFailed
+from pipeline_plumber.sandbox.zygote import FOLDER_PREFIX, Zygote, ZygoteFailed
+from pipeline_plumber.stale_folders import OWNER_MARKER, mark_owner
 
 pytestmark = pytest.mark.engines  # sandboxed processes under CPU, memory and process limits
 
@@ -142,3 +147,42 @@ def test_a_warm_module_that_fails_is_one_line() -> None:
     with pytest.raises(ZygoteFailed, match="No module named 'no_such_module_here'"):
         broken.run(["main.py"], files={"main.py": "print(1)"})
     broken.close()
+
+
+KILLED_WITH_A_WARM_ZYGOTE = """
+import os, signal, sys
+from pathlib import Path
+from pipeline_plumber.sandbox.process import python_command
+from pipeline_plumber.sandbox.zygote import Zygote
+command, env = python_command(Path(sys.executable))
+warm = Zygote(command, "runner", files={"runner.py": sys.argv[1]}, env=env)
+assert warm.run(["main.py"], files={"main.py": "print(1)"}).ok
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def made_by(folder: Path, pid: int) -> bool:
+    try:
+        return (folder / OWNER_MARKER).read_text().split()[:1] == [str(pid)]
+    except OSError:
+        return False
+
+
+def test_the_folder_of_a_killed_run_goes_when_the_next_zygote_starts() -> None:
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_WITH_A_WARM_ZYGOTE, RUNNER],
+                              stderr=subprocess.PIPE, text=True)
+    _, stderr = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, stderr
+    temp = Path(tempfile.gettempdir())
+    left = [folder for folder in temp.glob(FOLDER_PREFIX + "*") if made_by(folder, killed.pid)]
+    assert len(left) == 1, left  # SIGKILL runs no clean-up: the folder stays
+    alive = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+    mark_owner(alive)  # a folder of a run still going, this one
+    try:
+        fresh = Zygote(PYTHON, "runner", files={"runner.py": RUNNER}, env=PYTHON_ENV)
+        assert fresh.run(["main.py"], files={"main.py": "print(1)"}).ok
+        fresh.close()
+        assert not left[0].exists()
+        assert alive.is_dir()
+    finally:
+        shutil.rmtree(alive)

@@ -8,7 +8,9 @@ the named module), then serves `run(argv, files=..., limits=...)`: each run is a
 of the warm process that, before it runs anything of the answer, starts its own session,
 closes every descriptor it inherited, moves into its own fresh folder (HOME and TMPDIR) and
 sets its own limits; the process group is killed at the wall-clock deadline and when it ends.
-The result is a `ProcessResult`, as `run_sandboxed` gives.
+The result is a `ProcessResult`, as `run_sandboxed` gives. The zygote's folder names the
+process that made it, and starting a zygote removes the folders of runs killed before they
+could (see `stale_folders`).
 
 What a run cannot do to the zygote, and so to later answers:
 - change its memory: a fork is a copy, and the zygote is non-dumpable (no process of its
@@ -41,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ..stale_folders import mark_owner, remove_stale_folders
 from .process import (
     Limits,
     ProcessResult,
@@ -52,6 +55,7 @@ from .process import (
 )
 
 SERVER = Path(__file__).with_name("zygote_server.py")
+FOLDER_PREFIX = "plumber-zygote-"
 START_TIMEOUT_S = 300.0
 REPLY_GRACE_S = 5.0
 """How long past a run's wall-clock deadline the zygote may take to report it."""
@@ -93,7 +97,9 @@ class Zygote:
 
     def _start_locked(self) -> None:
         account = _account()
-        folder = Path(tempfile.mkdtemp(prefix="plumber-zygote-")).resolve()
+        remove_stale_folders(Path(tempfile.gettempdir()), FOLDER_PREFIX)  # of killed runs
+        folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX)).resolve()
+        mark_owner(folder)
         _fill(folder, {**self._files, "zygote_server.py": SERVER.read_bytes()}, account)
         log = (folder / "zygote.log").open("wb")
         uid = os.getuid() if account is None else account.pw_uid
