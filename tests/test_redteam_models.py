@@ -66,7 +66,8 @@ def test_a_fact_holding_an_scd2_natural_key_is_not_linked_to_a_version(
 
 _TIERS = ("```sql\nCREATE TABLE stg_customer (customer_id text NOT NULL, tier text NOT NULL,\n"
           "    changed_at timestamptz NOT NULL);\n"
-          "CREATE TABLE dim_customer (customer_sk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
+          "CREATE TABLE dim_customer (\n"
+          "    customer_sk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n"
           "    customer_id text NOT NULL, tier text NOT NULL CHECK (tier IN ('bronze', 'gold')),\n"
           "    valid_from timestamptz NOT NULL, valid_to timestamptz,\n"
           "    is_current boolean NOT NULL DEFAULT true);\n```\n\n```sql\n")
@@ -94,3 +95,31 @@ def test_scd2_replay_stages_values_the_dimension_accepts_and_staging_needs_no_ke
     flawed = _findings(_TIERS + closes_its_own, "schema", "postgres", resources)
     assert flawed["scd2-one-current"].status == "fail"
     assert "no current row" in flawed["scd2-one-current"].detail
+
+
+_DAILY = ("```sql\nCREATE TABLE samples (\n"
+          "    device_id bigint NOT NULL, sampled_at timestamptz NOT NULL,\n"
+          "    ingested_at timestamptz NOT NULL, reading numeric NOT NULL)\n"
+          "    PARTITION BY RANGE ({key});\n"
+          "CREATE TABLE samples_d1 PARTITION OF samples\n"
+          "    FOR VALUES FROM ('2024-09-01 00:00+00') TO ('2024-09-02 00:00+00');\n"
+          "CREATE TABLE samples_d2 PARTITION OF samples\n"
+          "    FOR VALUES FROM ('2024-09-02 00:00+00') TO ('2024-09-03 00:00+00');\n"
+          "CREATE TABLE samples_rest PARTITION OF samples DEFAULT;\n```\n")
+_ASKED = ("Queries: `SELECT ... FROM samples WHERE sampled_at >= $1 AND sampled_at < $2 "
+          "AND device_id = $3`. Partition it.")
+
+
+def test_daily_partitions_from_a_first_of_month_are_not_a_month_ending_early(
+        resources: Resources) -> None:
+    found = _findings(_DAILY.format(key="sampled_at"), "partition", "postgres", resources,
+                      prompt=_ASKED)
+    assert found["boundary-dates"].status == "pass", found["boundary-dates"].detail
+    assert found["pruning"].status == "pass", found["pruning"].detail
+
+
+def test_a_key_the_users_queries_never_filter_on_prunes_nothing(resources: Resources) -> None:
+    found = _findings(_DAILY.format(key="ingested_at"), "partition", "postgres", resources,
+                      prompt=_ASKED)
+    assert found["pruning"].status == "fail"
+    assert "partitioned on ingested_at" in found["pruning"].detail

@@ -219,7 +219,8 @@ def boundary_dates(probe: ProbeInput, parents: list[Table]) -> Finding:
             continue
         for n, (part, lower, upper) in enumerate(ranges):
             if (column.is_timestamp or column.type == "date") and _MONTH_START.fullmatch(
-                    lower.strip()) and not _MONTH_START.fullmatch(upper.strip()):
+                    lower.strip()) and not _MONTH_START.fullmatch(upper.strip()) and _spans_month(
+                    session, column, lower, upper):
                 edge = _first_line(session, column, lower)
                 return Finding.failed(prop, f"{part.name} starts on a month's first day but "
                                       f"ends at {upper}: the month's last day ({edge}) is not "
@@ -239,6 +240,13 @@ def boundary_dates(probe: ProbeInput, parents: list[Table]) -> Finding:
         return Finding.not_applicable(prop, "no range partitions on a single column")
     return Finding.passed(prop, f"the last instant of each of {checked} range(s) lands in its "
                           "partition, and the ranges leave no gap")
+
+
+def _spans_month(session: Session, column: Column, lower: str, upper: str) -> bool:
+    """Whether a range reaches past four weeks (a month's partition, not a day's or a week's)."""
+    found = session.execute(f"SELECT CAST({_typed(column, upper)} AS timestamptz) - "
+                            f"CAST({_typed(column, lower)} AS timestamptz) > INTERVAL '27 days'")
+    return bool(found and found[0][0])
 
 
 def _gap(session: Session, catalog: Catalog, table: Table, column: Column,
@@ -296,6 +304,9 @@ def pruning(probe: ProbeInput, parents: list[Table]) -> Finding:
                                   f"{len(read)} partition(s): {', '.join(read) or 'none'}")
     if not checked:
         return Finding.not_applicable(prop, "no partition to filter to")
+    asked = _prompt_queries_filter_key(probe, parents)
+    if asked is not None:
+        return asked
     own = _own_queries_prune(probe, parents)
     if own is not None and own.status == "fail":
         return own
@@ -349,6 +360,44 @@ def _own_queries_prune(probe: ProbeInput, parents: list[Table]) -> Finding | Non
     if not shown:
         return None
     return Finding.passed(prop, f"the answer's {shown} filtered query(ies) prune")
+
+
+_INLINE_SQL = re.compile(r"`((?:SELECT|WITH)\b[^`]+)`", re.I)
+
+
+def _prompt_queries_filter_key(probe: ProbeInput, parents: list[Table]) -> Finding | None:
+    """The queries the user pasted must filter on the partition key of the table they read,
+    or no partition is ever skipped for them; a failure naming the columns they filter on."""
+    import sqlglot
+    import sqlglot.errors
+    from sqlglot import exp
+
+    if not probe.prompt:
+        return None
+    texts = [s.sql for s in probe.prompt_program.of_kind("query")]
+    texts += [m.group(1) for m in _INLINE_SQL.finditer(probe.prompt)]
+    by_name = {t.name: t for t in parents}
+    for sql in texts:
+        try:
+            tree = sqlglot.parse_one(_EXPLAIN.sub("", sql, count=1).replace("...", "*"),
+                                     read="postgres")  # `SELECT ... FROM`: the list elided
+        except sqlglot.errors.SqlglotError:
+            continue
+        where = tree.find(exp.Where) if tree is not None else None
+        if where is None:
+            continue
+        filtered = {str(c.name).lower() for c in where.find_all(exp.Column)}
+        for node in tree.find_all(exp.Table):
+            table = by_name.get(str(node.name).lower())
+            if table is None or table.partitioning is None:
+                continue
+            key = {k.lower() for k in table.partitioning.key}
+            if filtered and not key & filtered and filtered & {c.name for c in table.columns}:
+                return Finding.failed("pruning", f"{table.name} is partitioned on "
+                                      f"{', '.join(sorted(key))}, but the user's query filters "
+                                      f"on {', '.join(sorted(filtered))}: it reads every "
+                                      "partition")
+    return None
 
 
 def _one_partition_filter(table: Table, column: Column) -> tuple[str, str] | None:
