@@ -384,6 +384,18 @@ def _sources(query: Any) -> set[str]:
     return {str(t.name).lower() for t in query.find_all(exp.Table) if t.name} - ctes
 
 
+def _reads_namesake(tree: Any) -> bool:
+    """A view that reads a table of its own name in another schema (`reporting.companies` over
+    `crm.companies`): that table is not the view."""
+    from sqlglot import exp
+
+    view = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    if not isinstance(view, exp.Table):
+        return False
+    return any(t.name.lower() == view.name.lower() and t.db.lower() != view.db.lower()
+               for t in tree.expression.find_all(exp.Table))
+
+
 def _regex_target(words: list[str], sql: str) -> str | None:
     """The object a statement sqlglot could not parse acts on, from its words."""
     match = re.search(r"\b(?:TABLE|INTO|UPDATE|FROM|ON)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
@@ -463,7 +475,8 @@ def _classify(raw: _Raw, dialect: str, created_anywhere: set[str], created_so_fa
             if _sources(tree.expression) - created_so_far:
                 return "load", statement, name, "creates a table from data it reads", tree
         if kind == "VIEW" and isinstance(tree, exp.Create) and tree.expression is not None:
-            unknown = _sources(tree.expression) - created_so_far - {name}
+            unknown = _sources(tree.expression) - created_so_far - (
+                set() if _reads_namesake(tree) else {name})
             if unknown:
                 return "example", statement, name, (
                     f"reads {', '.join(sorted(unknown))}, which the answer never creates"), tree
