@@ -59,3 +59,104 @@ def findings(text: str, command: str, dialect: str, resources: Resources) -> dic
     ctx = Context(dialect=dialect, command=command, resources=resources)
     result = run_family(Answer(text, "file"), command, ctx, dialect)
     return {f.property: (f.status, f.detail) for f in result.findings}
+
+
+STATE_TARGET = """\
+```sql
+CREATE TABLE events_src (event_id bigint PRIMARY KEY, shipment_id bigint NOT NULL,
+                         state text NOT NULL, updated_at timestamptz NOT NULL);
+CREATE TABLE shipment_state (shipment_id bigint PRIMARY KEY, state text NOT NULL,
+                             updated_at timestamptz NOT NULL);
+CREATE TABLE sync_watermark (last_synced timestamptz NOT NULL);
+INSERT INTO sync_watermark VALUES ('1970-01-01 00:00+00');
+INSERT INTO shipment_state (shipment_id, state, updated_at)
+SELECT DISTINCT ON (shipment_id) shipment_id, state, updated_at FROM events_src
+WHERE updated_at > (SELECT last_synced FROM sync_watermark)
+ORDER BY shipment_id, updated_at DESC
+ON CONFLICT (shipment_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at;
+UPDATE sync_watermark SET last_synced = now();
+```
+"""
+
+
+def test_a_data_table_named_like_bookkeeping_is_still_the_target(resources: Resources) -> None:
+    found = findings(STATE_TARGET, "pipeline", "postgres", resources)
+    assert found["change-applied"][0] == "fail", found["change-applied"]
+    assert "clock" in found["retry-separate-transactions"][1]
+
+
+IMMUTABLE_CLICKS = """\
+```sql
+CREATE TABLE landing_clicks (event_id VARCHAR, url VARCHAR, event_time TIMESTAMPTZ);
+CREATE TABLE clicks (event_id VARCHAR PRIMARY KEY, url VARCHAR, event_time TIMESTAMPTZ);
+INSERT INTO clicks SELECT DISTINCT ON (event_id) event_id, url, event_time FROM landing_clicks l
+WHERE NOT EXISTS (SELECT 1 FROM clicks c WHERE c.event_id = l.event_id)
+ORDER BY event_id, event_time;
+```
+"""
+
+
+def test_insert_if_new_is_right_for_immutable_events_and_wrong_for_versioned_rows(
+        resources: Resources) -> None:
+    found = findings(IMMUTABLE_CLICKS, "etl", "duckdb", resources)
+    assert found["change-applied"][0] == "n/a" and "immutable" in found["change-applied"][1]
+    assert found["idempotent-rerun"][0] == "pass"
+    versioned = IMMUTABLE_CLICKS.replace("event_time", "updated_at")
+    assert findings(versioned, "etl", "duckdb", resources)["change-applied"][0] == "fail"
+
+
+MEMBERS = """\
+```sql
+CREATE TABLE members (member_id bigint PRIMARY KEY, email text, phone text, city text,
+                      tier text);
+CREATE VIEW members_report AS
+SELECT member_id, city, tier, left(email, 1) || '***' AS email_masked FROM members;
+GRANT SELECT ON members_report TO reporting;
+{extra}
+```
+"""
+
+
+@pytest.mark.parametrize(("extra", "status", "words"), [
+    ("GRANT SELECT (member_id, city, tier) ON members TO reporting;", "pass", "granted"),
+    ("GRANT SELECT (member_id, email, city) ON members TO reporting;", "fail", "email of members"),
+    ("GRANT SELECT ON members_report, members TO reporting;", "fail", "grants members itself"),
+])
+def test_column_grants_and_grant_lists_beside_a_masking_view(
+        extra: str, status: str, words: str, resources: Resources) -> None:
+    found = findings(MEMBERS.format(extra=extra), "governance", "postgres", resources)
+    assert found["no-broad-grant"][0] == status and words in found["no-broad-grant"][1]
+
+
+def test_a_masking_view_that_returns_another_pii_column_bare_fails(resources: Resources) -> None:
+    leaky = MEMBERS.format(extra="").replace("tier, left", "tier, phone, left")
+    found = findings(leaky, "governance", "postgres", resources)
+    assert found["no-broad-grant"][0] == "fail" and "passes phone" in found["no-broad-grant"][1]
+
+
+def test_column_grants_alone_leave_pii_out_and_a_view_of_a_namesake_is_not_the_table(
+        resources: Resources) -> None:
+    only_columns = """\
+```sql
+CREATE TABLE staff (staff_id bigint PRIMARY KEY, email text, department text);
+GRANT SELECT (staff_id, department) ON staff TO bi;
+```
+"""
+    assert findings(only_columns, "governance", "postgres", resources)["grants-name-pii"][0] \
+        == "pass"
+    namesake = """\
+```sql
+CREATE SCHEMA reporting;
+CREATE VIEW reporting.companies AS SELECT company_id, name FROM crm.companies;
+CREATE VIEW reporting.people AS SELECT company_id, count(*) AS n FROM crm.contacts
+GROUP BY company_id;
+GRANT SELECT ON reporting.companies, reporting.people TO analyst;
+```
+"""
+    found = findings(namesake, "governance", "postgres", resources)
+    assert found.get("no-broad-grant", ("n/a", ""))[0] != "fail", found
+    from pipeline_plumber.evals.execution.program import build_program
+
+    program = build_program(Answer(namesake, "file"), "postgres")
+    assert [s.kind for s in program.steps if s.statement == "CREATE VIEW"] == [
+        "example", "example"]

@@ -40,7 +40,9 @@ _POLICY_SHAPE = re.compile(r"POLICY\s+[\w.\"]+\s+(AS\s*\(.*\)\s*RETURNS\s+\w+\s*
                            re.I | re.S)
 _BROAD = re.compile(r"GRANT\s+(SELECT|ALL)\b[^;]*?\bON\s+ALL\s+TABLES\b", re.I | re.S)
 _ON_TABLE = re.compile(r"GRANT\s+(?:SELECT|ALL(?:\s+PRIVILEGES)?)\s+ON\s+(?:TABLE\s+)?"
-                       r"([\w.\"]+)\s+TO", re.I)
+                       r"([\w.\"]+(?:\s*,\s*[\w.\"]+)*)\s+TO", re.I)
+_COLUMN_GRANT = re.compile(r"^\s*GRANT\s+(?:SELECT|ALL(?:\s+PRIVILEGES)?)\s*\(([^)]*)\)\s*ON\s+"
+                           r"(?:TABLE\s+)?([\w.\"]+)\s+TO", re.I)
 
 
 @family("governance", properties=PROPERTIES)
@@ -115,10 +117,14 @@ def grants_name_pii(steps: tuple[Step, ...], pii: dict[str, set[str]]) -> Findin
     prop = "grants-name-pii"
     names = _all_pii(pii)
     masking = [s for s in steps if _POLICY.match(s.original or s.sql) or (
-        s.statement == "CREATE VIEW") or (_GRANT.match(s.original or s.sql) and "(" in (
-            s.original or s.sql).split(" ON ")[0])]
+        s.statement == "CREATE VIEW")]
     if not names:
         return Finding.not_applicable(prop, "the schema has no PII column")
+    column_grants = [s for s in steps if _COLUMN_GRANT.match(s.original or s.sql)]
+    if not masking and column_grants:
+        # a column grant masks by leaving PII out; naming PII there is what no-broad-grant fails
+        return Finding.passed(prop, f"{len(column_grants)} column grant(s) choose the columns "
+                              "a role reads")
     if not masking:
         return Finding.not_applicable(prop, "no masking view, policy or column grant")
     text = "\n".join(s.original or s.sql for s in masking)
@@ -131,19 +137,125 @@ def grants_name_pii(steps: tuple[Step, ...], pii: dict[str, set[str]]) -> Findin
 
 def no_broad_grant(steps: tuple[Step, ...], catalog: Catalog, pii: dict[str, set[str]]
                    ) -> Finding:
+    from sqlglot import exp
+
     prop = "no-broad-grant"
     views = [s for s in steps if s.statement == "CREATE VIEW"]
     grants = [s for s in steps if _GRANT.match(s.original or s.sql)]
     if not views or not grants:
         return Finding.not_applicable(prop, "no masking view beside grants")
+    masked = {**_masked_by_views(views), **pii}
+    view_names = {_qualified(v.tree.this.this if isinstance(v.tree.this, exp.Schema)
+                             else v.tree.this) for v in views if v.tree is not None and
+                  isinstance(v.tree, exp.Create) and isinstance(
+                      v.tree.this.this if isinstance(v.tree.this, exp.Schema) else v.tree.this,
+                      exp.Table)}
     for step in grants:
         text = step.original or step.sql
         if _BROAD.search(text):
             return Finding.failed(prop, f"{step.where} grants SELECT on all tables, the raw "
                                   "PII table included, beside the masking view")
         match = _ON_TABLE.search(text)
-        table = match.group(1).replace('"', "").split(".")[-1].lower() if match else ""
-        if table in pii:
-            return Finding.failed(prop, f"{step.where} grants {table} itself, whose "
-                                  f"{', '.join(sorted(pii[table]))} the view masks")
+        tables = [t.strip().replace('"', "").lower() for t in match.group(1).split(",")
+                  ] if match else []
+        for table in tables:
+            columns = _lookup(masked, table, view_names)
+            if columns:
+                return Finding.failed(prop, f"{step.where} grants {table} itself, whose "
+                                      f"{', '.join(sorted(columns))} the view masks")
+        column = _COLUMN_GRANT.match(text)
+        columns = _lookup(masked, column.group(2).replace('"', "").lower(), view_names
+                          ) if column else set()
+        if column and columns:
+            named = [c.strip().strip('"').lower() for c in column.group(1).split(",")]
+            exposed = sorted(set(named) & columns)
+            if exposed:
+                return Finding.failed(prop, f"{step.where} grants {', '.join(exposed)} of "
+                                      f"{_bare(column.group(2))} itself, beside the masking view")
+    granted = " ".join(s.original or s.sql for s in grants).lower()
+    for view in views:
+        raw = _passed_through(view, pii)
+        if raw and view.target and re.search(rf"\b{re.escape(view.target.split('.')[-1])}\b",
+                                             granted):
+            return Finding.failed(prop, f"the masking view {view.target} ({view.where}) masks "
+                                  f"some PII but passes {', '.join(raw)} through unchanged")
     return Finding.passed(prop, "roles are granted the masking view, not the raw table")
+
+
+def _lookup(masked: dict[str, set[str]], granted: str, views: set[str]) -> set[str]:
+    """The PII columns of the granted table (`schema.table` or bare), none for a view."""
+    bare = granted.split(".")[-1]
+    if granted in views or ("." not in granted and any(v.split(".")[-1] == bare
+                                                       for v in views)):
+        return set()
+    found: set[str] = set()
+    for name, columns in masked.items():
+        if name == granted or (("." not in name or "." not in granted) and (
+                name.split(".")[-1] == bare)):
+            found |= columns
+    return found
+
+
+def _bare(name: str) -> str:
+    return name.strip().replace('"', "").split(".")[-1].lower()
+
+
+def _select_of(view: Step) -> object | None:
+    from sqlglot import exp
+
+    tree = view.tree
+    return tree.expression if isinstance(tree, exp.Create) and isinstance(
+        tree.expression, exp.Select) else None
+
+
+def _masked_by_views(views: list[Step]) -> dict[str, set[str]]:
+    """Table -> the PII columns a view over it transforms or replaces (`'***' AS email`,
+    `sha256(email)`): how the answer shows that a table the user already has, which the
+    catalog lacks, holds PII. A column a view returns as it is masks nothing."""
+    from sqlglot import exp
+
+    out: dict[str, set[str]] = {}
+    for view in views:
+        select = _select_of(view)
+        if not isinstance(select, exp.Select):
+            continue
+        hit: set[str] = set()
+        for projection in select.expressions:
+            node = projection.this if isinstance(projection, exp.Alias) else projection
+            if isinstance(node, exp.Column):
+                continue
+            names = {str(c.name).lower() for c in node.find_all(exp.Column)}
+            names.add(str(projection.alias).lower())
+            hit |= {n for n in names if n and _PII.search(n)}
+        sources = {_qualified(t) for t in select.find_all(exp.Table)}
+        if hit and len(sources) == 1:
+            out.setdefault(sources.pop(), set()).update(hit)
+    return out
+
+
+def _qualified(table: object) -> str:
+    from sqlglot import exp
+
+    assert isinstance(table, exp.Table)
+    return f"{table.db}.{table.name}".lower().lstrip(".")
+
+
+def _passed_through(view: Step, pii: dict[str, set[str]]) -> list[str]:
+    """PII columns a view that masks some of its table's PII returns bare."""
+    from sqlglot import exp
+
+    select = _select_of(view)
+    if not isinstance(select, exp.Select):
+        return []
+    sources = {str(t.name).lower() for t in select.find_all(exp.Table)}
+    columns = {c for t in sources for c in pii.get(t, set())}
+    if not columns:
+        return []
+    bare, inside = set(), set()
+    for projection in select.expressions:
+        node = projection.this if isinstance(projection, exp.Alias) else projection
+        if isinstance(node, exp.Column) and str(node.name).lower() in columns:
+            bare.add(str(node.name).lower())
+        else:
+            inside |= {str(c.name).lower() for c in node.find_all(exp.Column)} & columns
+    return sorted(bare) if inside - bare else []

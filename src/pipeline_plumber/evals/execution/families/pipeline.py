@@ -57,6 +57,9 @@ _CLAIMS_ORDER = re.compile(r"\b(out[- ]of[- ]order|older (change|update|version|
                            r"latest (change|update|version) wins|never rolls? back|"
                            r"stale (change|update|row)s?)\b", re.I)
 _KEYISH = re.compile(r"(_id|_key|_code|_no|_number|sku|_nk|_bk)$|^id$", re.I)
+# Facts that happen once and never change: a re-delivered copy is the same fact.
+_IMMUTABLE = re.compile(r"(event|click|pageview|page_view|impression|\bhits?\b|_hits?\b|"
+                        r"\blogs?\b|_logs?\b|message|reading|measurement)", re.I)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,9 @@ def find_flow(program: Program, catalog: Catalog, prose: str) -> Flow | str:
     read_by = {s.index: set(program.tables_in(s)) - {s.target} for s in loads}
     read_anywhere = set().union(*read_by.values())
     candidates = [t for t in written if t and not _BOOKKEEPING.search(t)
-                  and catalog.table(t) is not None]
+                  and catalog.table(t) is not None] or [
+        t for t in written if t and (table := catalog.table(t)) is not None
+        and not _is_control(table) and len(table.columns) > 2]  # `shipment_state` holds data
     sinks = [t for t in candidates if t not in read_anywhere] or candidates
     if not sinks:
         return "no load writes a table the answer creates, other than bookkeeping"
@@ -378,6 +383,10 @@ def _change(session: Session, flow: Flow, batch: list[Row]) -> dict[str, Finding
     column = _value_column(flow)
     if column is None:
         return {prop: Finding.not_applicable(prop, f"no column of {flow.data.name} to change")}
+    if flow.order is None and _IMMUTABLE.search(" ".join((flow.target.name, *flow.key))):
+        return {prop: Finding.not_applicable(prop, f"{flow.target.name} records immutable "
+                                             "events (no version or updated-at column): "
+                                             "keeping the first copy is right")}
     skip = _volatile(flow)
     before = contents(session, flow.target, skip)
     unique = list({repr(r): r for r in batch}.values())
