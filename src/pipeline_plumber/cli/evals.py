@@ -237,7 +237,8 @@ def score_command(evals_dir: Path, kb_dir: Path | None, command: str | None,
     kb = cases_mod.load_checklists(kb_dir or default_kb())
     answer = _read_text_file(answer_file, "--answer", strip_front_matter=True)
     prompt = _read_text_file(prompt_file, "--prompt").text if prompt_file else ""
-    with _resources(evals_dir / "recordings", answer_timeout) as resources:
+    with _resources(evals_dir / "recordings", answer_timeout) as resources, \
+            resources.answer_scope():
         if case_id is not None:
             suite = cases_mod.load_suite(evals_dir, kb, with_answers=False)
             case = _case_to_score(suite.cases, case_id, command, dialect, prompt_file)
