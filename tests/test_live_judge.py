@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pipeline_plumber.evals.scorers.judge import JUDGE_MODEL
+from pipeline_plumber.live.report import REPORT_JSON, read_report
 from support.fake_api import FakeMessagesAPI
 from test_live_cli import CASES, REPO, answers, plumber, votes
 
@@ -60,8 +61,8 @@ def test_votes_go_to_the_judge_are_recorded_and_replayed(tmp_path: Path) -> None
     assert statuses and set(statuses) == {"pass"}, live.stdout + live.stderr
     assert judge_statuses(tmp_path / "r2" / "eval-log.json") == statuses
     assert len(list((tmp_path / "rec" / "judge").glob("*.json"))) == len(cast)
-    report = json.loads((tmp_path / "r1" / "report.json").read_text())
-    assert report["judge"]["sent"] == len(cast) and report["judge"]["cost_usd"] > 0
+    judge = read_report(tmp_path / "r1" / REPORT_JSON).judge
+    assert judge is not None and judge.sent == len(cast) and judge.cost_usd > 0
     assert replay.returncode == live.returncode
 
 
@@ -81,9 +82,9 @@ def test_a_budget_that_covers_the_answers_but_not_the_votes(tmp_path: Path) -> N
     assert len(answers(api)) == CASES
     assert done.returncode == 3, done.stdout + done.stderr
     assert f"estimate: judge {JUDGE_MODEL}, at most " in done.stderr
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["judge"]["skipped_for_budget"] > 0
-    assert report["totals"]["cost_usd"] + report["judge"]["cost_usd"] <= 0.2
+    report = read_report(tmp_path / "r" / REPORT_JSON)
+    assert report.judge is not None and report.judge.skipped_for_budget > 0
+    assert report.totals.cost_usd + report.judge.cost_usd <= 0.2
     assert "not-scored" in judge_statuses(tmp_path / "r" / "eval-log.json")
 
 

@@ -14,7 +14,7 @@ from pipeline_plumber.evals import reports
 from pipeline_plumber.evals.answers import Answer
 from pipeline_plumber.evals.runner import RunResult
 from pipeline_plumber.evals.scoring import CaseResult, CheckResult
-from pipeline_plumber.live.report import markdown as live_markdown
+from pipeline_plumber.live.report import LiveReport
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table")  # raw HTML would pass through
 CONTROL = "".join(chr(c) for c in range(0x20))
@@ -74,14 +74,17 @@ def _cells(row: str) -> int:
 
 
 def _live_summary(text: str) -> str:
-    case = {"case_id": f"case-{text}", "arm": "agent", "passes": 0, "k": 1, "pass_at_k": False,
-            "pass_hat_k": False, "flaky": False, "mean_score": 0.0}
+    case = {"case_id": f"case-{text}", "arm": "agent", "k": 1, "answered": 1, "scored": 1,
+            "passes": 0, "pass_rate": 0.0, "pass_at_k": False, "pass_hat_k": False,
+            "flaky": False, "mean_score": 0.0, "status": "fail", "statuses": {"ok": 1}}
     cache = {"write_tokens": 0, "read_tokens": 0, "hit_rate": None, "requests_reading": 0,
              "requests": 0}
-    totals = {"cache": cache, "estimate_usd": None, "ok": 0, "error": 1, "budget_exceeded": 0,
-              "from_api": 0, "from_store": 0, "cost_usd": 0.0}
-    return live_markdown({"status": "fail", "model": text, "repeats": 1, "pass_rule": "all",
-                          "cases": [case], "baseline": [], "totals": totals})
+    totals = {"items": 1, "ok": 1, "error": 0, "budget_exceeded": 0, "missing": 0,
+              "from_api": 0, "from_store": 1, "cost_usd": 0.0, "estimate_usd": None,
+              "usage": {}, "cache": cache}
+    return LiveReport.model_validate({"status": "fail", "model": text, "repeats": 1,
+                                      "pass_rule": "all", "cases": [case], "baseline": [],
+                                      "totals": totals}).markdown()
 
 
 @pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import atomic
 from ..untrusted_text import CELL_CHARS, code, html_text, markdown, plain, xml_text
-from .runner import Calibration, RunResult
+from .runner import Calibration, RunResult, Tally
 from .scoring import CaseResult
 
 LOG_NAME = "eval-log.json"
@@ -173,10 +173,7 @@ def calibration_table(cal: Calibration) -> str:
     rows: list[tuple[str, ...]] = [("scorer", "true pass", "false pass", "true fail",
                                     "false fail", "not scored", "agreement")]
 
-    def row(name: str, t: object) -> tuple[str, ...]:
-        from .runner import Tally
-
-        assert isinstance(t, Tally)
+    def row(name: str, t: Tally) -> tuple[str, ...]:
         agreement = "n/a" if t.agreement is None else f"{t.agreement:.0%}"
         return (name, str(t.true_pass), str(t.false_pass), str(t.true_fail), str(t.false_fail),
                 str(t.not_scored), agreement)

@@ -19,9 +19,9 @@ from typing import Any
 from ..errors import InputError, Problem
 from .answers import Stores, save_answer, still_to_send
 from .budget import worst_case_usd
-from .prices import Prices, Usage
+from .prices import ModelPrice, Prices, Usage
 from .request import WorkItem
-from .run_folder import RunFolder, now_iso
+from .run_folder import JsonlLog, RunFolder, now_iso
 from .sender import (
     Progress,
     SendCounts,
@@ -84,7 +84,7 @@ def execute_batch(items: Sequence[WorkItem], folder: RunFolder, *, sender: Sende
 
 
 def _within_budget(fresh: list[WorkItem], folder: RunFolder, sender: Sender, model: str,
-                   log: Any, counts: SendCounts) -> list[WorkItem]:
+                   log: JsonlLog, counts: SendCounts) -> list[WorkItem]:
     """The items whose worst case (at the batch discount) fits the budget; the rest are
     logged `budget_exceeded`."""
     options, prices = sender.options, sender.prices
@@ -119,8 +119,8 @@ def _chunks(items: Sequence[WorkItem]) -> list[list[WorkItem]]:
 
 
 def _collect(client: Any, entry: Mapping[str, Any], by_key: Mapping[str, WorkItem],
-             log: Any, counts: SendCounts, prices: Prices, price: Any, stores: Stores, ttl: str,
-             secret: str | None, poll_interval: float,
+             log: JsonlLog, counts: SendCounts, prices: Prices, price: ModelPrice | None,
+             stores: Stores, ttl: str, secret: str | None, poll_interval: float,
              progress: Progress | None) -> None:
     """Poll one batch until it ends, then append every result of ours it holds."""
     while client.messages.batches.retrieve(entry["id"]).processing_status != "ended":

@@ -10,16 +10,13 @@ Without repeats (k = 1) no change can be told from noise, and the list says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from ..errors import InputError, Problem
-from .run_folder import read_json
+from .report import REPORT_JSON, read_report
 
-REPORT_FILE = "report.json"
 Change = Literal["regression", "improvement", "noise", "unchanged", "added", "removed"]
 
 
@@ -48,16 +45,11 @@ def fisher_one_sided(a_pass: int, a_n: int, b_pass: int, b_n: int) -> float:
 
 
 def load_report(folder: Path) -> dict[tuple[str, str], tuple[int, int]]:
-    data = read_json(folder / REPORT_FILE)
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise InputError([Problem("no live run report here; run or resume the run first",
-                                  file=(folder / REPORT_FILE).as_posix())])
-    out = {}
-    for case in data["cases"]:
-        if isinstance(case, Mapping) and case.get("scored"):
-            out[(str(case["case_id"]), str(case["arm"]))] = (int(case["passes"]),
-                                                           int(case["scored"]))
-    return out
+    """(case, arm) -> (passes, scored) for every row of the folder's report with a scored
+    repeat; a report that is missing or malformed is one InputError naming the file."""
+    report = read_report(folder / REPORT_JSON)
+    return {(row.case_id, row.arm): (row.passes, row.scored)
+            for row in report.cases if row.scored}
 
 
 def compare(run_a: Path, run_b: Path, *, alpha: float = 0.05,
@@ -81,8 +73,8 @@ def compare(run_a: Path, run_b: Path, *, alpha: float = 0.05,
     return changes
 
 
-def summary(changes: list[CaseChange]) -> dict[str, Any]:
-    counts: dict[str, int] = {}
+def summary(changes: list[CaseChange]) -> dict[Change, int]:
+    counts: dict[Change, int] = {}
     for change in changes:
         counts[change.change] = counts.get(change.change, 0) + 1
     return counts

@@ -16,8 +16,12 @@ from typing import Any, Literal
 
 from .. import atomic
 from ..errors import BudgetExceeded, CheckFailed, InputError, PlumberError, Problem, RequestsFailed
+from ..evals.answers import Answer
 from ..evals.cases import Case, Suite
+from ..evals.runner import RunResult, run_spec
+from ..evals.scorers import Resources
 from ..evals.scorers.judge import JUDGE_MODEL
+from ..evals.scoring import score_case
 from .answers import AnswerStore, Stores, send_answers
 from .budget import estimate
 from .judging import (
@@ -29,13 +33,11 @@ from .judging import (
     pending_votes,
 )
 from .prices import Prices
-from .report import LiveReport, PassRule, Verdict, build_report
+from .report import REPORT_JSON, REPORT_MD, LiveReport, PassRule, Verdict, build_report
 from .request import CaseInput, LiveConfig, PackPrompts, WorkItem, plan_items
 from .run_folder import RunFolder, RunPlan, write_json_atomic
 from .sender import Progress, SendCounts, Sender, SendOptions, require_key
 
-REPORT_JSON = "report.json"
-REPORT_MD = "report.md"
 Announce = Callable[[str], None]
 
 
@@ -79,7 +81,7 @@ class LiveOutcome:
     plan: RunPlan
     counts: SendCounts
     report: LiveReport
-    offline_run: Any  # evals.runner.RunResult: the offline run's reports need it
+    offline_run: RunResult
     judge_errors: list[str] = field(default_factory=list)
     pruned: list[Path] = field(default_factory=list)
 
@@ -293,12 +295,8 @@ def _judge(run: _Run, say: Announce, progress: Progress | None) -> JudgeSummary:
     return summary
 
 
-def _score(run: _Run, judge: JudgeSummary | None) -> tuple[LiveReport, Any]:
+def _score(run: _Run, judge: JudgeSummary | None) -> tuple[LiveReport, RunResult]:
     """Score every answer with the offline scorers; the live report and the offline run."""
-    from ..evals import runner as offline
-    from ..evals.scorers import Resources
-    from ..evals.scoring import score_case
-
     results = run.folder.results()
     verdicts: dict[str, Verdict] = {}
     offline_results = []
@@ -315,8 +313,8 @@ def _score(run: _Run, judge: JudgeSummary | None) -> tuple[LiveReport, Any]:
                 offline_results.append(scored)
     chosen = tuple(run.case(i) for i in {i.case_id: i for i in run.plan.items}.values())
     model = run.plan.config.model
-    offline_run = offline.RunResult(
-        {**offline.run_spec(run.suite, chosen, "live"),
+    offline_run = RunResult(
+        {**run_spec(run.suite, chosen, "live"),
          "live_run": run.req.run_dir.as_posix(), "model": model}, offline_results)
     report = build_report(run.plan.items, results, verdicts, model=model,
                           repeats=run.plan.repeats, pass_rule=run.req.pass_rule,
@@ -325,9 +323,7 @@ def _score(run: _Run, judge: JudgeSummary | None) -> tuple[LiveReport, Any]:
     return report, offline_run
 
 
-def _answer(run: _Run, item: WorkItem, result: Mapping[str, Any]) -> Any:
-    from ..evals.answers import Answer
-
+def _answer(run: _Run, item: WorkItem, result: Mapping[str, Any]) -> Answer:
     provenance: Literal["live", "recorded"] = (
         "live" if result.get("source") in ("api", "batch") else "recorded")
     return Answer(str(result.get("text") or ""), provenance,

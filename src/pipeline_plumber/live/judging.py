@@ -137,8 +137,8 @@ class JudgeSummary:
     errors: list[str] = field(default_factory=list)
 
     def use(self) -> JudgeUse:
-        return JudgeUse(JUDGE_MODEL, self.sent, self.failed, self.skipped_for_budget,
-                        self.cost_usd)
+        return JudgeUse(model=JUDGE_MODEL, sent=self.sent, failed=self.failed,
+                        skipped_for_budget=self.skipped_for_budget, cost_usd=self.cost_usd)
 
 
 def ask_judge(votes: list[Vote], store: JudgeStore, sender: Sender, *,
