@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--evals", type=Path, default=REPO / "evals")
     parser.add_argument("--profile", type=Path, default=None,
-                        help="Write cProfile statistics of the timed part here.")
+                        help="Write cProfile statistics of the timed part here (this "
+                        "process's CPU time, the main thread's calls: use with --jobs 1).")
     args = parser.parse_args()
 
     suite = load_suite(args.evals, load_checklists(REPO / "kb"))
@@ -88,7 +89,7 @@ def main() -> None:
         if args.profile:
             import cProfile
 
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
         start, cpu = time.perf_counter(), time.process_time()
         results = in_order(grade, work, args.jobs)

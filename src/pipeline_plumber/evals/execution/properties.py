@@ -73,8 +73,14 @@ class ProbeInput:
 
     @property
     def prompt_program(self) -> Program:
-        """The SQL the user pasted into the prompt, as a Program (e.g. the query to optimize)."""
-        return build_program(Answer(self.prompt, "file"), self.program.dialect)
+        """The SQL the user pasted into the prompt, as a Program (e.g. the query to optimize);
+        built once per answer."""
+        key = ("prompt program", self.program.dialect, self.prompt)
+        cached = self.answer.cache.get(key)
+        if not isinstance(cached, Program):
+            cached = self.answer.cache[key] = build_program(Answer(self.prompt, "file"),
+                                                            self.program.dialect)
+        return cached
 
 
 FamilyFn = Callable[[ProbeInput], list[Finding]]
