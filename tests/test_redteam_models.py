@@ -123,3 +123,17 @@ def test_a_key_the_users_queries_never_filter_on_prunes_nothing(resources: Resou
                       prompt=_ASKED)
     assert found["pruning"].status == "fail"
     assert "partitioned on ingested_at" in found["pruning"].detail
+
+
+def test_a_quoted_mixed_case_table_is_matched_to_the_users_query(resources: Resources) -> None:
+    table = ('```sql\nCREATE TABLE "Ticket" ("TicketId" bigint PRIMARY KEY,\n'
+             '    "TenantId" int NOT NULL, "OpenedAt" timestamptz NOT NULL);\n'
+             'CREATE INDEX "Ticket_idx" ON "Ticket" ({columns});\n```\n')
+    asked = ('`SELECT "TicketId" FROM "Ticket" WHERE "TenantId" = $1 AND "OpenedAt" >= $2`')
+    flawed = _findings(table.format(columns='"OpenedAt", "TenantId"'), "index", "postgres",
+                       resources, prompt=asked)
+    assert flawed["index-order"].status == "fail", flawed["index-order"].detail
+    right = _findings(table.format(columns='"TenantId", "OpenedAt"'), "index", "postgres",
+                      resources, prompt=asked)
+    assert right["index-order"].status == "pass", right["index-order"].detail
+    assert right["index-used"].status == "pass", right["index-used"].detail

@@ -33,7 +33,9 @@ _INLINE_SQL = re.compile(r"`((?:SELECT|WITH)\b[^`]+)`", re.I)
 @family("index", properties=PROPERTIES)
 def index_family(probe: ProbeInput) -> list[Finding]:
     catalog = probe.execution.catalog
-    proposed = {t.name: [i for i in t.indexes if not i.primary] for t in catalog.tables.values()}
+    # by lower-cased name: a query's "Ticket" and the catalog's Ticket are one table
+    proposed = {t.name.lower(): [i for i in t.indexes if not i.primary]
+                for t in catalog.tables.values()}
     proposed = {name: found for name, found in proposed.items() if found}
     if not proposed:
         why = ("the answer creates no index on a table it creates" if catalog.tables else
@@ -147,9 +149,9 @@ def index_used(probe: ProbeInput, proposed: dict[str, list[Index]],
     catalog = probe.execution.catalog
     notes = []
     with session.savepoint(undo=True):
-        for name in proposed:
-            table = catalog.tables[name]
-            _fill(session, catalog, table)
+        for table in catalog.tables.values():
+            if table.name.lower() in proposed:
+                _fill(session, catalog, table)
         for n, sql in enumerate(queries, start=1):
             names = [i.name for t in _tables_of(sql) & set(proposed) for i in proposed[t]]
             try:
