@@ -160,3 +160,59 @@ GRANT SELECT ON reporting.companies, reporting.people TO analyst;
     program = build_program(Answer(namesake, "file"), "postgres")
     assert [s.kind for s in program.steps if s.statement == "CREATE VIEW"] == [
         "example", "example"]
+
+
+DQ_TABLES = """\
+```sql
+CREATE TABLE customers (customer_id bigint PRIMARY KEY);
+CREATE TABLE orders_in (order_id bigint, customer_id bigint, currency text,
+                        amount numeric(12,2), placed_at timestamptz);
+```
+"""
+
+DQ_GATE = DQ_TABLES + """
+```sql
+DO $$
+DECLARE n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM orders_in;
+    IF n = 0 THEN RAISE {level} 'empty batch'; END IF;
+    SELECT count(*) INTO n FROM orders_in
+    WHERE order_id IS NULL OR amount IS NULL OR amount <= 0 OR placed_at > now()
+       OR currency IS NULL OR currency NOT IN ('EUR', 'USD');
+    IF n > 0 THEN RAISE {level} 'bad rows: %', n; END IF;
+    SELECT count(*) INTO n FROM (SELECT order_id FROM orders_in GROUP BY order_id
+                                 HAVING count(*) > 1) d;
+    IF n > 0 THEN RAISE {level} 'duplicates: %', n; END IF;
+    SELECT count(*) INTO n FROM orders_in o
+    WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = o.customer_id);
+    IF n > 0 THEN RAISE {level} 'orphans: %', n; END IF;
+END $$;
+```
+"""
+
+
+def test_a_do_gate_that_refuses_an_empty_batch_is_a_check_not_setup(
+        resources: Resources) -> None:
+    found = findings(DQ_GATE.format(level="EXCEPTION"), "dq", "postgres", resources)
+    assert {p: s for p, (s, _) in found.items() if s != "pass"} == {}, found
+
+
+def test_a_do_gate_that_only_warns_fails_each_defect_it_notices(resources: Resources) -> None:
+    found = findings(DQ_GATE.format(level="WARNING"), "dq", "postgres", resources)
+    assert found["catches-duplicate-key"] == ("fail", "only a warning fires; the run goes on")
+    assert found["gate-fails-run"][0] == "fail"
+
+
+def test_null_in_a_column_checked_against_a_list_must_be_caught(resources: Resources) -> None:
+    query = DQ_TABLES + """
+```sql
+SELECT order_id FROM orders_in
+WHERE order_id IS NULL OR amount IS NULL OR amount <= 0 OR currency NOT IN ('EUR', 'USD');
+```
+"""
+    found = findings(query, "dq", "postgres", resources)
+    assert found["catches-null-in-range"][0] == "fail"
+    assert "NULL in currency" in found["catches-null-in-range"][1]
+    fixed = query.replace("OR currency NOT IN", "OR currency IS NULL OR currency NOT IN")
+    assert findings(fixed, "dq", "postgres", resources)["catches-null-in-range"][0] == "pass"

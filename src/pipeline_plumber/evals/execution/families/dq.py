@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..catalog import Catalog, Column, Table
@@ -101,7 +101,7 @@ def dq_family(probe: ProbeInput) -> list[Finding]:
             out.append(Finding.not_applicable(prop, f"{table.name} has no column for it"))
             continue
         verdicts = [_fires(baseline[c.where], _run_check(session, catalog, table, clean, c,
-                                                          mutate)) for c in checks]
+                                                          mutate), c) for c in checks]
         if any(v.fired for v in verdicts):
             caught = next(v.detail for v in verdicts if v.fired)
             out.append(Finding.passed(prop, f"caught by {caught}"))
@@ -109,10 +109,25 @@ def dq_family(probe: ProbeInput) -> list[Finding]:
             warned.append(prop.removeprefix("catches-"))
             out.append(Finding.failed(prop, "only a warning fires; the run goes on"))
         else:
-            out.append(Finding.failed(prop, f"no check fires on {table.name} with "
-                                      f"{prop.removeprefix('catches-').replace('-', ' ')}"))
+            what = (f"NULL in {', '.join(accepted)}, which the checks restrict to a list"
+                    if prop.endswith(":list") else
+                    prop.removeprefix("catches-").replace("-", " "))
+            out.append(Finding.failed(prop, f"no check fires on {table.name} with {what}"))
     out.append(_gate(probe, checks, warned))
-    return out
+    return _merged(out)
+
+
+def _merged(found: list[Finding]) -> list[Finding]:
+    """A second defect of one property (`catches-null-in-range:list`) fails the property when
+    its first passed; otherwise the first stands."""
+    out: dict[str, Finding] = {}
+    for finding in found:
+        prop = finding.property.partition(":")[0]
+        first = out.get(prop)
+        if first is None or (finding.status == "fail" and first.status != "fail") or (
+                first.status == "n/a" and finding.status == "pass"):
+            out[prop] = replace(finding, property=prop)
+    return list(out.values())
 
 
 # --- the checks -----------------------------------------------------------------------------------
@@ -129,8 +144,13 @@ def find_checks(probe: ProbeInput, catalog: Catalog) -> list[Check]:
     for step in probe.program.steps:
         if step.kind == "ddl" and step.statement == "CREATE VIEW" and step.target:
             found.append(Check(step.where, f"SELECT * FROM {step.target}", "rows", step.sql))
-        elif step.kind == "ddl" and step.statement == "DO" and _RAISES.search(step.sql):
+        elif step.statement == "DO" and _RAISES.search(step.sql):
             found.append(Check(step.where, step.sql, "raises"))
+        elif step.statement == "DO" and _ONLY_WARNS.search(step.sql):
+            # a gate that only warns: run with its warnings made errors, so a defect it
+            # notices shows, as a warning that lets the run go on
+            found.append(Check(step.where, _ONLY_WARNS.sub("RAISE EXCEPTION", step.sql),
+                               "warns", step.sql))
         elif step.kind == "query" and step.statement in ("SELECT", "WITH", "VALUES"):
             tree = step.tree
             names = {str(t.name).lower() for t in tree.find_all(exp.Table)} if tree else set()
@@ -243,9 +263,11 @@ def _blocking(found: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [r for r in found if not any(isinstance(v, str) and _WARN.match(v) for v in r)]
 
 
-def _fires(base: Outcome, mutant: Outcome) -> Verdict:
+def _fires(base: Outcome, mutant: Outcome, check: Check) -> Verdict:
     if mutant[0] == "refused":
         return Verdict(True, detail=f"a constraint ({mutant[1]})")
+    if mutant[0] == "raised" and check.shape == "warns":
+        return Verdict(False, warned=True)
     if mutant[0] == "raised":
         return Verdict(True, detail=f"a raising check ({mutant[1]})")
     if base[0] != "rows" and base[0] != "alarm":
@@ -288,6 +310,8 @@ def _defects(catalog: Catalog, table: Table, clean: list[Row], accepted: dict[st
     key = _key_column(table, refs)
     number = _range_column(catalog, table, key, refs)
     time = next((c for c in table.columns if c.is_timestamp or c.type == "date"), None)
+    listed = next((c for c in table.columns if c.name in accepted and c.nullable
+                   and c != key), None)
 
     def add(column: Column | None, value: Callable[[Column], str], start: int
             ) -> Callable[[Session], object] | None:
@@ -305,6 +329,8 @@ def _defects(catalog: Catalog, table: Table, clean: list[Row], accepted: dict[st
         if key is not None else None,
         "catches-out-of-range": add(number, lambda c: "-999999", 11),
         "catches-null-in-range": add(number, lambda c: "NULL", 12),
+        # NULL in a column the checks restrict to a list: `currency NOT IN (...)` lets it by
+        "catches-null-in-range:list": add(listed, lambda c: "NULL", 15),
         "catches-future-timestamp": add(time, future_timestamp, 13),
         "catches-orphan": add(orphan_col, lambda c: literal(c, 999_998), 14),
         "catches-empty-batch": lambda session: session.execute(
