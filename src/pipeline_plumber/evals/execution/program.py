@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -199,6 +199,30 @@ def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
             where = f"SQL block {block.index} (line {block.line}), statement {i}"
             raws.append(_Raw(sql, lead, where, intro if i == 1 else "", tail, intro, section))
     return raws
+
+
+def _answer_statements(answer: Answer, dialect: str) -> list[_Raw]:
+    """`_raw_statements`, split once per answer and dialect (cached on the answer: a case's
+    `setup:` builds the Program again, around the same statements)."""
+    key = ("statements", dialect)
+    cached = answer.cache.get(key)
+    if not isinstance(cached, tuple):
+        cached = answer.cache[key] = tuple(_raw_statements(answer, dialect))
+    return list(cached)
+
+
+def _parsed(answer: Answer, dialect: str) -> Callable[[str], Any]:
+    """Parse a statement of `answer` once per dialect: the trees are kept on the answer, so
+    every Program built from it shares them. Trees are read, never changed (a translation
+    copies before it edits)."""
+    trees: dict[str, Any] = answer.cache.setdefault(("trees", dialect), {})
+
+    def parse(sql: str) -> Any:
+        if sql not in trees:
+            trees[sql] = _parse(sql, dialect)
+        return trees[sql]
+
+    return parse
 
 
 # --- classifying ----------------------------------------------------------------------------------
@@ -412,14 +436,13 @@ def _regex_target(words: list[str], sql: str) -> str | None:
     return match.group(1).replace('"', "").split(".")[-1].lower()
 
 
-def _classify(raw: _Raw, dialect: str, created_anywhere: set[str], created_so_far: set[str]
+def _classify(raw: _Raw, tree: Any, created_anywhere: set[str], created_so_far: set[str]
               ) -> tuple[StepKind, str, str | None, str, Any]:
-    """(kind, statement, target, note, tree) of one statement."""
+    """(kind, statement, target, note, tree) of one statement, `tree` its parse (or None)."""
     from sqlglot import exp
 
     words = _words(raw.sql)
     first = words[0] if words else ""
-    tree = _parse(raw.sql, dialect)
     opaque = tree is None or isinstance(tree, exp.Command)
     lead = raw.lead + "\n" + raw.block_intro
     if first in _SKIP_FIRST:
@@ -583,11 +606,12 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
         if dialect == "duckdb" or dialect in WAREHOUSES else None)
     try:
         raws = [_Raw(sql, "", f"the case's setup, statement {i}", "")
-                for i, sql in enumerate(given, start=1)] + _raw_statements(answer, dialect)
+                for i, sql in enumerate(given, start=1)] + _answer_statements(answer, dialect)
     except TokenError as err:
         return Program(dialect, engine, (), error=f"the SQL cannot be split into statements: "
                        f"{str(err).splitlines()[0]}")
-    trees = [_parse(r.sql, dialect) for r in raws]
+    parsed = _parsed(answer, dialect)
+    trees = [parsed(r.sql) for r in raws]
     created_anywhere = {name for name in (_created_name(t) for t in trees) if name}
     created_anywhere |= {_regex_target(_words(r.sql), r.sql) or "" for r in raws
                          if _words(r.sql)[:1] == ["CREATE"] and "INDEX" not in _words(r.sql)[:4]
@@ -596,8 +620,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
                for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
     steps: list[Step] = []
     created_so_far: set[str] = set()
-    for position, raw in enumerate(raws):
-        kind, statement, target, note, tree = _classify(raw, dialect, created_anywhere,
+    for position, (raw, parsed_tree) in enumerate(zip(raws, trees, strict=True)):
+        kind, statement, target, note, tree = _classify(raw, parsed_tree, created_anywhere,
                                                         created_so_far)
         if kind == "seed":
             kind, note = _seed_or_load(raw.sql, target, any(s.kind == "load" for s in steps))
@@ -614,8 +638,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
             body = _task_body(raw.sql)
             if body:
                 inner = _Raw(body, raw.lead, raw.where + " (the task's body)", "")
-                kind, statement, target, note, tree = _classify(inner, dialect,
-                                                                created_anywhere, created_so_far)
+                kind, statement, target, note, tree = _classify(
+                    inner, parsed(body), created_anywhere, created_so_far)
                 steps.append(Step(len(steps), kind, body, body, inner.where, statement, target,
                                   note, tree))
     shared = _shared_names(trees)
