@@ -119,6 +119,24 @@ def test_answer_checks_fire_on_the_defect_only(checks: str, status: str) -> None
         assert "none of the answer's 1 check queries flags it" in score.explanation
 
 
+_GIVEN_TABLES = {"engine": "duckdb",
+                 "setup": ["CREATE TABLE src (id INT)", "CREATE TABLE dst (id INT PRIMARY KEY)"],
+                 "probes": [{"name": "a re-run keeps one row", "steps": [
+                     {"sql": "INSERT INTO src VALUES (1)"},
+                     {"run": "answer-dml", "into": "dst"}, {"run": "answer-dml", "into": "dst"},
+                     {"sql": "SELECT count(*) FROM dst", "expect": [[1]]}]}]}
+
+
+def test_a_load_into_the_prompts_tables_needs_no_ddl_of_its_own() -> None:
+    fn = build_check("sql_behaves", _GIVEN_TABLES)
+    load = Answer("```sql\nINSERT OR REPLACE INTO dst SELECT id FROM src;\n```\n", "file")
+    score = fn(load, Context(dialect="duckdb"))
+    assert score.status == "pass", score.explanation
+    nothing = Answer("```sql\nSELECT 1;\n```\n", "file")
+    score = fn(nothing, Context(dialect="duckdb"))
+    assert score.status == "fail" and "has no DDL" in score.explanation
+
+
 def test_split_statements_respects_strings_and_dollar_quotes() -> None:
     code = ("CREATE TABLE t (a text DEFAULT 'x;y');\n-- a comment; with a semicolon\n"
             "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n"
