@@ -56,7 +56,8 @@ COMMAND_DESCRIPTION_MAX_CHARS = 250
 AGENT_REF = re.compile(r"^([a-z0-9][a-z0-9-]{0,63}:)?[a-z0-9][a-z0-9-]{0,63}$")
 """A command's `agent:`: `[plugin:]name`."""
 PLACEHOLDER = re.compile(r"\$(ARGUMENTS|\d+)")
-"""What Claude Code substitutes in a command body: `$ARGUMENTS`, or `$1`, `$2`, ... positionally."""
+"""What Claude Code substitutes in a command body: `$ARGUMENTS` (all arguments), or `$0`, `$1`, ...
+positionally (`$0` is the first argument)."""
 
 SHELL_TRIGGERS = ("!`",)
 """Inline `` !`cmd` ``, which Claude Code runs as shell when a command is invoked (so do fences
