@@ -37,9 +37,6 @@ def test_a_reference_has_no_reason_and_a_correct_answer_fails_nothing(tmp_path: 
 # --- what the labelled suite holds ---------------------------------------------------------------
 
 _WORD_SCORERS = {"regex", "concept", "contains", "any", "all"}
-# The prompt names no table of its own, so a probe would have to guess names; its load is
-# replayed on synthetic batches by the etl family's idempotent-rerun and no-duplicate-keys.
-_NO_PROBES = {"etl-clickstream-files-to-duckdb"}
 
 
 def _suite() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
@@ -62,7 +59,7 @@ def test_every_postgres_and_duckdb_case_probes_behaviour() -> None:
     without = sorted(case_id for case_id, case in cases.items()
                      if case.get("dialect") in ("postgres", "duckdb")
                      and not any(c["scorer"] == "sql_behaves" for c in case.get("checks", [])))
-    assert without == sorted(_NO_PROBES)
+    assert without == []
 
 
 def test_each_command_has_unusual_correct_answers_and_flaws_no_word_check_sees() -> None:
