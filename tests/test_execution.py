@@ -359,3 +359,22 @@ def test_a_view_with_options_over_a_table_never_created_is_an_example(
         execution = setup(session, program)
         assert execution.ok, execution.failures
         assert session.execute("SELECT count(*) FROM token_view") == [(0,)]
+
+
+def test_a_view_named_like_a_table_it_reads_in_another_schema_does_not_create_it() -> None:
+    text = ("```sql\nCREATE SCHEMA reporting;\n"
+            "CREATE VIEW reporting.orders AS SELECT order_id, amount FROM orders;\n"
+            "CREATE INDEX orders_amount_idx ON orders (amount);\n"
+            "INSERT INTO orders VALUES (1, 2.50);\n```\n")
+    program = build_program(Answer(text, "file"), "postgres")
+    assert [(s.kind, s.statement) for s in program.steps] == [
+        ("ddl", "CREATE SCHEMA"), ("example", "CREATE VIEW"), ("example", "CREATE INDEX"),
+        ("example", "INSERT")]
+    assert program.created == {"reporting"}
+    both = text.replace("CREATE SCHEMA reporting;",
+                        "CREATE TABLE orders (order_id INT PRIMARY KEY, amount NUMERIC);\n"
+                        "CREATE SCHEMA reporting;")
+    program = build_program(Answer(both, "file"), "postgres")
+    assert [(s.kind, s.target) for s in program.steps] == [
+        ("ddl", "orders"), ("ddl", "reporting"), ("ddl", "reporting.orders"),
+        ("ddl", "orders"), ("seed", "orders")]

@@ -436,81 +436,55 @@ def _regex_target(words: list[str], sql: str) -> str | None:
     return match.group(1).replace('"', "").split(".")[-1].lower()
 
 
+_Kind = tuple[StepKind, str, str | None, str, Any]  # (kind, statement, target, note, tree)
+_CREATE_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "TRANSIENT", "UNLOGGED", "GLOBAL",
+                     "LOCAL", "SECURE", "IF", "NOT", "EXISTS"}
+_OUTSIDE_ALTER = {"TASK", "PIPE", "STREAM", "WAREHOUSE", "ROLE", "USER", "DATABASE", "SYSTEM",
+                  "DEFAULT"}
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the classifier knows besides the statement: the names the answer creates anywhere,
+    and those its setup has created before this statement."""
+
+    anywhere: set[str]
+    so_far: set[str]
+
+
 def _classify(raw: _Raw, tree: Any, created_anywhere: set[str], created_so_far: set[str]
-              ) -> tuple[StepKind, str, str | None, str, Any]:
+              ) -> _Kind:
     """(kind, statement, target, note, tree) of one statement, `tree` its parse (or None)."""
     from sqlglot import exp
 
     words = _words(raw.sql)
     first = words[0] if words else ""
-    opaque = tree is None or isinstance(tree, exp.Command)
-    lead = raw.lead + "\n" + raw.block_intro
     if first in _SKIP_FIRST:
         return "skip", first, None, _SKIP_FIRST[first], tree
-    if first == "CREATE":
-        rest = [w for w in words[1:] if w not in {"OR", "REPLACE", "TEMP", "TEMPORARY",
-                                                   "TRANSIENT", "UNLOGGED", "GLOBAL", "LOCAL",
-                                                   "SECURE", "IF", "NOT", "EXISTS"}]
-        what = rest[0] if rest else ""
-        if what in _SKIP_CREATE:
-            return "skip", f"CREATE {what}", None, _SKIP_CREATE[what], tree
-    if first in _QUERY_FIRST or (first == "WITH" and not set(words) & _DML_FIRST and
-                                 not isinstance(tree, exp.Insert | exp.Update | exp.Delete |
-                                                exp.Merge)):
+    created = [w for w in words[1:] if w not in _CREATE_MODIFIERS][:1] if first == "CREATE" \
+        else []
+    if created and created[0] in _SKIP_CREATE:
+        return "skip", f"CREATE {created[0]}", None, _SKIP_CREATE[created[0]], tree
+    writes = isinstance(tree, exp.Insert | exp.Update | exp.Delete | exp.Merge)
+    if first in _QUERY_FIRST or (first == "WITH" and not set(words) & _DML_FIRST and not writes):
         return "query", first, None, "", tree
+    opaque = tree is None or isinstance(tree, exp.Command)
     target = _target(tree) if not opaque else _regex_target(words, raw.sql)
-    if first in _DML_FIRST or first == "WITH" or isinstance(
-            tree, exp.Insert | exp.Update | exp.Delete | exp.Merge):
+    seen = _Seen(created_anywhere, created_so_far)
+    if first in _DML_FIRST or first == "WITH" or writes:
+        lead = raw.lead + "\n" + raw.block_intro
         return _classify_dml(raw, tree, first, target, lead, created_anywhere)
     if first == "DROP":
-        if target in created_anywhere and target not in created_so_far:
-            return "ddl", "DROP", target, "clears the way for the CREATE that follows", tree
-        if target in created_so_far:
-            return "maintenance", "DROP", target, "drops what the setup created (retention)", tree
-        if "IF" in words[:4]:
-            return "skip", "DROP", target, "drops an object the answer never creates", tree
-        return "example", "DROP", target, f"acts on {target}, which the answer never creates", tree
+        return _classify_drop(words, target, seen, tree)
     if first == "ALTER":
-        upper = raw.sql.upper()
-        statement = "ALTER " + (words[1] if len(words) > 1 else "")
-        if words[1:2] in (["TASK"], ["PIPE"], ["STREAM"], ["WAREHOUSE"], ["ROLE"], ["USER"],
-                          ["DATABASE"], ["SYSTEM"], ["DEFAULT"]):
-            return "skip", statement, target, "outside the engine", tree
-        if target is not None and target not in created_anywhere:
-            return "example", statement, target, (
-                f"acts on {target}, which the answer never creates"), tree
-        if target is not None and target not in created_so_far:
-            return "example", statement, target, (
-                f"acts on {target}, which only a data load creates"), tree
-        if re.search(r"\b(DETACH|DROP)\s+PARTITION\b", upper):
-            return "maintenance", statement, target, "partition retention", tree
-        if _EXAMPLE.search(lead):
-            return "example", statement, target, "the answer shows it as a later change", tree
-        return "ddl", statement, target, "", tree
+        return _classify_alter(raw, words, target, seen, tree)
     if first == "COMMENT":
         if target is not None and target not in created_anywhere:
             return "example", "COMMENT", target, (
                 f"acts on {target}, which the answer never creates"), tree
         return "ddl", "COMMENT", target, "", tree
     if first == "CREATE":
-        kind = str(tree.args.get("kind") or "").upper() if isinstance(tree, exp.Create) else ""
-        statement = f"CREATE {kind}" if kind else "CREATE " + (words[1] if len(words) > 1 else "")
-        if kind == "INDEX" and target is not None and target not in created_anywhere:
-            return "example", statement, target, (
-                f"acts on {target}, which the answer never creates"), tree
-        name = _created_name(tree) if not opaque else target
-        if kind == "TABLE" and isinstance(tree, exp.Create) and tree.expression is not None:
-            if name in created_so_far:
-                return "load", statement, name, "overwrites the table", tree
-            if _sources(tree.expression) - created_so_far:
-                return "load", statement, name, "creates a table from data it reads", tree
-        if kind == "VIEW" and isinstance(tree, exp.Create) and tree.expression is not None:
-            unknown = _sources(tree.expression) - created_so_far - (
-                set() if _reads_namesake(tree) else {name})
-            if unknown:
-                return "example", statement, name, (
-                    f"reads {', '.join(sorted(unknown))}, which the answer never creates"), tree
-        return "ddl", statement, name if kind != "INDEX" else target, "", tree
+        return _classify_create(words, tree, target, opaque, seen)
     if first == "DO":
         if _GATE.search(raw.sql) and not _DDL_INSIDE.search(raw.sql):
             return "query", "DO", None, "a check that raises on bad data, run on data", tree
@@ -518,8 +492,69 @@ def _classify(raw: _Raw, tree: Any, created_anywhere: set[str], created_so_far: 
     return "skip", first or "?", None, "not a statement the sandbox runs", tree
 
 
+def _classify_drop(words: list[str], target: str | None, seen: _Seen, tree: Any) -> _Kind:
+    """DROP before the CREATE that remakes the object is setup; after it, retention."""
+    if target in seen.anywhere and target not in seen.so_far:
+        return "ddl", "DROP", target, "clears the way for the CREATE that follows", tree
+    if target in seen.so_far:
+        return "maintenance", "DROP", target, "drops what the setup created (retention)", tree
+    if "IF" in words[:4]:
+        return "skip", "DROP", target, "drops an object the answer never creates", tree
+    return "example", "DROP", target, f"acts on {target}, which the answer never creates", tree
+
+
+def _classify_alter(raw: _Raw, words: list[str], target: str | None, seen: _Seen, tree: Any
+                    ) -> _Kind:
+    """ALTER of what the setup created is setup, unless it detaches or drops a partition
+    (retention) or the answer shows it as a later change."""
+    statement = "ALTER " + (words[1] if len(words) > 1 else "")
+    if words[1:2] and words[1] in _OUTSIDE_ALTER:
+        return "skip", statement, target, "outside the engine", tree
+    if target is not None and target not in seen.anywhere:
+        return "example", statement, target, (
+            f"acts on {target}, which the answer never creates"), tree
+    if target is not None and target not in seen.so_far:
+        return "example", statement, target, (
+            f"acts on {target}, which only a data load creates"), tree
+    if re.search(r"\b(DETACH|DROP)\s+PARTITION\b", raw.sql, re.I):
+        return "maintenance", statement, target, "partition retention", tree
+    if _EXAMPLE.search(raw.lead + "\n" + raw.block_intro):
+        return "example", statement, target, "the answer shows it as a later change", tree
+    return "ddl", statement, target, "", tree
+
+
+def _classify_create(words: list[str], tree: Any, target: str | None, opaque: bool,
+                     seen: _Seen) -> _Kind:
+    """CREATE is setup, except a table made from data it reads (a load), an index on a table
+    the answer never creates, or a view over one (examples). `opaque`: sqlglot could not parse
+    it, and `target` is the name read from its words."""
+    from sqlglot import exp
+
+    create = tree if isinstance(tree, exp.Create) else None
+    kind = str(create.args.get("kind") or "").upper() if create is not None else ""
+    statement = f"CREATE {kind}" if kind else "CREATE " + (words[1] if len(words) > 1 else "")
+    if kind == "INDEX":
+        if target is not None and target not in seen.anywhere:
+            return "example", statement, target, (
+                f"acts on {target}, which the answer never creates"), tree
+        return "ddl", statement, target, "", tree
+    name = target if opaque else _created_name(tree)
+    if create is not None and create.expression is not None and kind == "TABLE":
+        if name in seen.so_far:
+            return "load", statement, name, "overwrites the table", tree
+        if _sources(create.expression) - seen.so_far:
+            return "load", statement, name, "creates a table from data it reads", tree
+    if create is not None and create.expression is not None and kind == "VIEW":
+        unknown = _sources(create.expression) - seen.so_far - (
+            set() if _reads_namesake(create) else {name})
+        if unknown:
+            return "example", statement, name, (
+                f"reads {', '.join(sorted(unknown))}, which the answer never creates"), tree
+    return "ddl", statement, name, "", tree
+
+
 def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: str,
-                  created_anywhere: set[str]) -> tuple[StepKind, str, str | None, str, Any]:
+                  created_anywhere: set[str]) -> _Kind:
     from sqlglot import exp
 
     statement = {exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE",
@@ -612,10 +647,7 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
                        f"{str(err).splitlines()[0]}")
     parsed = _parsed(answer, dialect)
     trees = [parsed(r.sql) for r in raws]
-    created_anywhere = {name for name in (_created_name(t) for t in trees) if name}
-    created_anywhere |= {_regex_target(_words(r.sql), r.sql) or "" for r in raws
-                         if _words(r.sql)[:1] == ["CREATE"] and "INDEX" not in _words(r.sql)[:4]
-                         } - {""}  # CREATE INDEX .. ON t names t, which it does not create
+    created_anywhere = _created_anywhere(raws, trees)
     remade = [(i, name) for i, (raw, tree) in enumerate(zip(raws, trees, strict=True))
                for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
     steps: list[Step] = []
@@ -650,6 +682,26 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
 
         program = to_duckdb(program)
     return _with_schemas(program)
+
+
+def _created_anywhere(raws: list[_Raw], trees: list[Any]) -> set[str]:
+    """The names the answer's CREATE statements create, wherever they stand. A view named like
+    the table it reads in another schema does not create that table's name; a statement sqlglot
+    could not parse is read by its words (`CREATE INDEX .. ON t` names t, which it does not
+    create)."""
+    from sqlglot import exp
+
+    names: set[str] = set()
+    for raw, tree in zip(raws, trees, strict=True):
+        words = _words(raw.sql)
+        if isinstance(tree, exp.Create):
+            name = _created_name(tree)
+            if name and not (tree.expression is not None and str(
+                    tree.args.get("kind") or "").upper() == "VIEW" and _reads_namesake(tree)):
+                names.add(name)
+        elif words[:1] == ["CREATE"] and "INDEX" not in words[:4]:
+            names.add(_regex_target(words, raw.sql) or "")
+    return names - {""}
 
 
 def _without_quotes(steps: list[Step], raws: list[_Raw], prompt: str) -> tuple[Step, ...]:
