@@ -216,3 +216,31 @@ WHERE order_id IS NULL OR amount IS NULL OR amount <= 0 OR currency NOT IN ('EUR
     assert "NULL in currency" in found["catches-null-in-range"][1]
     fixed = query.replace("OR currency NOT IN", "OR currency IS NULL OR currency NOT IN")
     assert findings(fixed, "dq", "postgres", resources)["catches-null-in-range"][0] == "pass"
+
+
+DAY_SLICE = """\
+```sql
+CREATE TABLE views_raw (view_id bigint PRIMARY KEY, page text NOT NULL,
+                        viewed_at timestamptz NOT NULL);
+CREATE TABLE run_date (run_date date NOT NULL);
+CREATE TABLE views_daily (view_day date NOT NULL, page text NOT NULL, views bigint NOT NULL,
+                          PRIMARY KEY (view_day, page));
+DELETE FROM views_daily WHERE view_day = (SELECT run_date FROM run_date);
+INSERT INTO views_daily (view_day, page, views)
+SELECT viewed_at::date, page, count(*) FROM views_raw
+WHERE {window}
+GROUP BY viewed_at::date, page;
+```
+"""
+
+
+@pytest.mark.parametrize(("window", "status"), [
+    ("viewed_at >= (SELECT run_date FROM run_date) "
+     "AND viewed_at < (SELECT run_date FROM run_date) + 1", "pass"),
+    ("viewed_at BETWEEN (SELECT run_date FROM run_date) AND (SELECT run_date FROM run_date) + 1",
+     "fail"),
+])
+def test_a_day_window_that_takes_the_next_midnight_is_not_rerunnable(
+        window: str, status: str, resources: Resources) -> None:
+    found = findings(DAY_SLICE.format(window=window), "pipeline", "postgres", resources)
+    assert found["idempotent-rerun"][0] == status, found["idempotent-rerun"]

@@ -27,6 +27,7 @@ between runs, as it does between a job and its retry.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from ..engine import Broken, Rejected, Session, TimedOut
 from ..program import Program, Step
 from ..properties import Finding, ProbeInput, family
 from ..scd2 import scd2_tables
-from ..synth import Row, allowed_values, insert_sql, literal, populate
+from ..synth import BASE_DAY, Row, allowed_values, insert_sql, literal, populate
 
 PROPERTIES = ("first-run-empty-target", "idempotent-rerun", "no-duplicate-keys",
               "change-applied", "several-changes-one-key", "late-older-change",
@@ -250,11 +251,37 @@ def _fill(session: Session, catalog: Catalog, flow: Flow, n: int = 3) -> dict[st
     needed.discard(flow.target.name)
     order = [t for t in catalog.tables_in_fk_order() if t.name in needed]
     stored = populate(session, catalog, n, order)
+    if flow.controls and stored.get(flow.data.name):
+        stored[flow.data.name] = [*stored[flow.data.name],
+                                  *_midnight_rows(session, flow, stored[flow.data.name])]
     for control in flow.controls:
         count = session.execute(f"SELECT count(*) FROM {control.qualified}") or [(0,)]
         if int(str(count[0][0])) == 0:
             populate(session, catalog, 1, [control])
     return stored
+
+
+def _midnight_rows(session: Session, flow: Flow, batch: list[Row]) -> list[Row]:
+    """A row at exactly midnight after the run date (the synthetic run date is the first
+    row's day): a window that ends `BETWEEN d AND d + 1` takes it into day d as well as the
+    next day, where a half-open `>= d AND < d + 1` leaves it to the next day's run."""
+    data = flow.data
+    times = [c for c in data.columns if c.is_timestamp and not c.generated]
+    keys = [c for c in data.columns if c.name in (*flow.key, *data.primary_key)
+            and not c.generated]
+    if not times or not keys:
+        return []
+    midnight = BASE_DAY.replace(hour=0, minute=0, second=0) + dt.timedelta(days=1)
+    row = {**batch[0], **{c.name: literal(c, 97) for c in keys}}
+    for column in times:
+        row[column.name] = (f"TIMESTAMPTZ '{midnight:%Y-%m-%d %H:%M:%S}+00'"
+                            if "zone" in column.type or column.type == "timestamptz"
+                            else f"TIMESTAMP '{midnight:%Y-%m-%d %H:%M:%S}'")
+    try:
+        session.execute(insert_sql(data, [row]))
+    except Rejected:
+        return []
+    return [row]
 
 
 def _replace(session: Session, table: Table, batch: list[Row]) -> None:
