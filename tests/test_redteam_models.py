@@ -137,3 +137,17 @@ def test_a_quoted_mixed_case_table_is_matched_to_the_users_query(resources: Reso
                       resources, prompt=asked)
     assert right["index-order"].status == "pass", right["index-order"].detail
     assert right["index-used"].status == "pass", right["index-used"].detail
+
+
+def test_a_window_cut_at_midnight_is_not_the_rolling_window(resources: Resources) -> None:
+    asked = ("```sql\nSELECT o.order_id FROM orders o\n"
+             "WHERE o.created_at >= now() - interval '30 days';\n```\n")
+    midnight = ("```sql\nSELECT o.order_id FROM orders o\n"
+                "WHERE o.created_at >= current_date - 30;\n```\n")
+    found = _findings(midnight, "optimize", "postgres", resources, prompt=asked)
+    assert found["same-result"].status == "fail", found["same-result"].detail
+    assert "30-day-window-edge" in found["same-result"].detail
+    rolling = midnight.replace("current_date - 30", "now() - interval '30 days'")
+    rolling = rolling.replace("SELECT o.order_id", "SELECT DISTINCT o.order_id")
+    same = _findings(rolling, "optimize", "postgres", resources, prompt=asked)
+    assert same["same-result"].status == "pass", same["same-result"].detail

@@ -24,6 +24,8 @@ so in the finding. Datasets (each loaded twice, rows in opposite orders):
 - `ties`: rows in pairs equal in everything but the key (ORDER BY and window ties);
 - `boundaries`: times at the edges of the dates the queries name (the last microsecond of the
   month, the first of the next) or at month ends;
+- `1-day-window-edge`, `7-day-...`, `30-day-...`: every time a minute before
+  `now() - interval 'N days'` (a cutoff moved to midnight keeps rows the original drops);
 - `empty` and `children-empty`: no rows anywhere; parents without children.
 
 Rows are compared as multisets. Order is compared only when the original has a top-level ORDER
@@ -426,6 +428,11 @@ def datasets(schema: Schema) -> list[Dataset]:
                              for c, v in row.items()} for i, row in enumerate(base[table.name])]
     out.append(Dataset("ties", ties))
     out.append(Dataset("boundaries", _base(schema, bounds)))
+    # every time a minute before `now() - interval 'N days'` for common windows: a rewrite that
+    # moves the cutoff to midnight (`current_date - N`) keeps rows the original drops
+    for days in (1, 7, 30):
+        edge = now - dt.timedelta(days=days, minutes=1)
+        out.append(Dataset(f"{days}-day-window-edge", _base(schema, [edge])))
     out.append(Dataset("empty", {t.name: [] for t in schema.tables}))
     if schema.keys and len(schema.tables) > 1:
         out.append(Dataset("children-empty", {t: rows if len(rows) == PARENTS else []
