@@ -244,3 +244,30 @@ def test_a_day_window_that_takes_the_next_midnight_is_not_rerunnable(
         window: str, status: str, resources: Resources) -> None:
     found = findings(DAY_SLICE.format(window=window), "pipeline", "postgres", resources)
     assert found["idempotent-rerun"][0] == status, found["idempotent-rerun"]
+
+
+def test_default_privileges_on_future_tables_beside_a_masking_view_fail(
+        resources: Resources) -> None:
+    text = MEMBERS.format(extra="ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON "
+                          "TABLES TO reporting;")
+    found = findings(text, "governance", "postgres", resources)
+    assert found["no-broad-grant"][0] == "fail" and "later created" in found["no-broad-grant"][1]
+
+
+def test_a_duplicate_query_under_how_to_verify_is_not_one_of_the_checks(
+        resources: Resources) -> None:
+    text = DQ_TABLES + """
+```sql
+SELECT order_id, count(*) FROM orders_in GROUP BY order_id, ctid HAVING count(*) > 1;
+SELECT * FROM orders_in WHERE order_id IS NULL;
+```
+
+## How to verify
+
+```sql
+SELECT order_id, count(*) FROM orders_in GROUP BY order_id HAVING count(*) > 1;
+```
+"""
+    assert findings(text, "dq", "postgres", resources)["catches-duplicate-key"][0] == "fail"
+    shown = text.replace("## How to verify", "## The duplicate check")
+    assert findings(shown, "dq", "postgres", resources)["catches-duplicate-key"][0] == "pass"

@@ -151,7 +151,8 @@ def find_checks(probe: ProbeInput, catalog: Catalog) -> list[Check]:
             # notices shows, as a warning that lets the run go on
             found.append(Check(step.where, _ONLY_WARNS.sub("RAISE EXCEPTION", step.sql),
                                "warns", step.sql))
-        elif step.kind == "query" and step.statement in ("SELECT", "WITH", "VALUES"):
+        elif step.kind == "query" and step.statement in ("SELECT", "WITH", "VALUES") and (
+                not _under_verify(probe.answer.text, step.where)):
             tree = step.tree
             names = {str(t.name).lower() for t in tree.find_all(exp.Table)} if tree else set()
             called = [f for f in functions if re.search(rf"\b{f}\s*\(", step.sql, re.I)]
@@ -164,6 +165,21 @@ def find_checks(probe: ProbeInput, catalog: Catalog) -> list[Check]:
                 continue  # the view is a check already
             found.append(Check(step.where, step.sql, _shape(step.sql, tree)))
     return [c for c in found if c.shape != "report"]
+
+
+_HEADING = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+\S.*|\*\*[^*\n]+\*\*.*)$")
+_VERIFY = re.compile(r"\b(how to (verify|test|check)|verif(y|ying|ication)|try it)\b", re.I)
+
+
+def _under_verify(text: str, where: str) -> bool:
+    """A query in the answer's How to verify section shows the checks at work; it is not one
+    of them (a duplicate query there does not make the gate catch duplicates)."""
+    line = re.search(r"\(line (\d+)\)", where)
+    if not line:
+        return False
+    above = text.splitlines()[:int(line.group(1)) - 1]
+    heading = next((h for h in reversed(above) if _HEADING.match(h)), "")
+    return bool(_VERIFY.search(heading))
 
 
 def _shape(sql: str, tree: Any) -> str:

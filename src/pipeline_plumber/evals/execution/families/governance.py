@@ -41,6 +41,8 @@ _POLICY_SHAPE = re.compile(r"POLICY\s+[\w.\"]+\s+(AS\s*\(.*\)\s*RETURNS\s+\w+\s*
 _BROAD = re.compile(r"GRANT\s+(SELECT|ALL)\b[^;]*?\bON\s+ALL\s+TABLES\b", re.I | re.S)
 _ON_TABLE = re.compile(r"GRANT\s+(?:SELECT|ALL(?:\s+PRIVILEGES)?)\s+ON\s+(?:TABLE\s+)?"
                        r"([\w.\"]+(?:\s*,\s*[\w.\"]+)*)\s+TO", re.I)
+_DEFAULT_GRANT = re.compile(r"^\s*ALTER\s+DEFAULT\s+PRIVILEGES\b[^;]*?\bGRANT\s+(SELECT|ALL)\b"
+                            r"[^;]*?\bON\s+TABLES\b", re.I | re.S)
 _COLUMN_GRANT = re.compile(r"^\s*GRANT\s+(?:SELECT|ALL(?:\s+PRIVILEGES)?)\s*\(([^)]*)\)\s*ON\s+"
                            r"(?:TABLE\s+)?([\w.\"]+)\s+TO", re.I)
 
@@ -144,6 +146,11 @@ def no_broad_grant(steps: tuple[Step, ...], catalog: Catalog, pii: dict[str, set
     grants = [s for s in steps if _GRANT.match(s.original or s.sql)]
     if not views or not grants:
         return Finding.not_applicable(prop, "no masking view beside grants")
+    default = next((s for s in steps if _DEFAULT_GRANT.search(s.original or s.sql)), None)
+    if views and default is not None:
+        return Finding.failed(prop, f"{default.where} grants SELECT on every table later "
+                              "created in the schema (a copy or new version of the PII "
+                              "table included), beside the masking view")
     masked = {**_masked_by_views(views), **pii}
     view_names = {_qualified(v.tree.this.this if isinstance(v.tree.this, exp.Schema)
                              else v.tree.this) for v in views if v.tree is not None and
