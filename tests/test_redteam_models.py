@@ -151,3 +151,25 @@ def test_a_window_cut_at_midnight_is_not_the_rolling_window(resources: Resources
     rolling = rolling.replace("SELECT o.order_id", "SELECT DISTINCT o.order_id")
     same = _findings(rolling, "optimize", "postgres", resources, prompt=asked)
     assert same["same-result"].status == "pass", same["same-result"].detail
+
+
+def test_a_timestamp_is_an_instant_whatever_its_name(resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE parcel_scans (scan_id bigint PRIMARY KEY,\n"
+            "    scanned timestamp NOT NULL, opens_local timestamp,\n"
+            "    sent timestamptz NOT NULL);\n```\n")
+    found = _findings(text, "schema", "duckdb", resources)
+    assert found["tz-aware"].status == "fail"
+    assert found["tz-aware"].detail.endswith("parcel_scans.scanned")
+
+
+def test_a_line_number_alone_is_not_the_key_of_a_detail_row(resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE invoices (invoice_id bigint PRIMARY KEY);\n"
+            "CREATE TABLE invoice_lines (line_no int {key},\n"
+            "    invoice_id bigint NOT NULL REFERENCES invoices{tail});\n```\n")
+    flawed = _findings(text.format(key="PRIMARY KEY", tail=""), "schema", "postgres",
+                       resources)
+    assert flawed["primary-keys"].status == "fail"
+    assert "lacks invoice_id" in flawed["primary-keys"].detail
+    right = _findings(text.format(key="NOT NULL", tail=",\n    PRIMARY KEY (invoice_id, "
+                                  "line_no)"), "schema", "postgres", resources)
+    assert right["primary-keys"].status == "pass", right["primary-keys"].detail

@@ -23,8 +23,8 @@ from ..synth import Row, allowed_values, insert_sql, orphan, populate, rows
 
 PROPERTIES = ("primary-keys", "keys-not-null", "exact-money", "tz-aware",
               "foreign-keys-resolve", "scd2-one-current")
-_EVENT_TIME = re.compile(r"(_at$|_ts$|_time$|^ts$|timestamp|occurred|received|created|updated|"
-                         r"placed|ordered|event)", re.I)
+# a timestamp is an instant unless its name says it is a wall-clock reading on purpose
+_WALL_CLOCK = re.compile(r"(^|_)(local|wall|naive|floating)(_|$)", re.I)
 
 
 @family("schema", properties=PROPERTIES)
@@ -63,6 +63,9 @@ def primary_keys(probe: ProbeInput) -> Finding:
                if not t.primary_key and not STAGING.search(t.name)]
     if missing:
         return Finding.failed("primary-keys", f"no primary key on {', '.join(missing)}")
+    narrow = _numbered_without_parent(catalog)
+    if narrow:
+        return Finding.failed("primary-keys", narrow)
     keyed = [t for t in catalog.tables_in_fk_order() if t.primary_key]
     for table in keyed:
         with scratch(probe) as session:
@@ -81,6 +84,25 @@ def primary_keys(probe: ProbeInput) -> Finding:
     also = f" ({staging} staging table(s) need none)" if staging else ""
     return Finding.passed("primary-keys", f"all {len(keyed)} table(s) have a primary key that "
                           f"refuses a duplicate{also}")
+
+
+_NUMBER_IN_PARENT = re.compile(r"^(line|item|seq|sequence|position|pos|ordinal)(_?(no|num|number|"
+                               r"nr|index|idx))?$", re.I)
+
+
+def _numbered_without_parent(catalog: Catalog) -> str | None:
+    """Why a detail table is keyed by its number within the parent alone (`line_no`), so the
+    second invoice's line 1 is refused, or None. The key must hold the parent's key too."""
+    for table in catalog.tables.values():
+        numbers = [c for c in table.primary_key if _NUMBER_IN_PARENT.match(c)]
+        if not numbers:
+            continue
+        for fk in table.foreign_keys:
+            if not set(fk.columns) <= set(table.primary_key):
+                return (f"{table.name}'s primary key ({', '.join(table.primary_key)}) lacks "
+                        f"{', '.join(fk.columns)}: {numbers[0]} counts within a {fk.table} "
+                        f"row, so the same {numbers[0]} in a second {fk.table} row is refused")
+    return None
 
 
 def _same_key(table: Table, row: Row) -> Row:
@@ -126,8 +148,11 @@ def exact_money(catalog: Catalog) -> Finding:
 
 
 def tz_aware(catalog: Catalog) -> Finding:
-    """Event-time columns are TIMESTAMP WITH TIME ZONE (both engines have the type)."""
-    times = [(t, c) for t, c in catalog.time_columns() if _EVENT_TIME.search(c.name)]
+    """Timestamps are TIMESTAMP WITH TIME ZONE (both engines have the type): whatever its name
+    (`scanned`, `logged`, `valid_from`), a timestamp records an instant, and without a zone two
+    sources in different zones store different instants alike. A column named as a local
+    wall-clock reading (`local_*`, `*_local`) is exempt."""
+    times = [(t, c) for t, c in catalog.time_columns() if not _WALL_CLOCK.search(c.name)]
     if not times:
         return Finding.not_applicable("tz-aware", "no event-time column")
     naive = [f"{t.name}.{c.name}" for t, c in times if not c.tz_aware]
