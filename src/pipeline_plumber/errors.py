@@ -16,6 +16,8 @@ EXIT_BUDGET_STOPPED = 3
 """A live run's `--max-usd` stopped the sending; what was not sent gives no verdict."""
 EXIT_INTERRUPTED = 130
 """Ctrl-C, as a shell reports a process ended by SIGINT."""
+EXIT_TERMINATED = 143
+"""SIGTERM or SIGHUP (a CI job cancelled, a terminal closed), as a shell reports SIGTERM."""
 ERROR_PREFIX = "error: "
 """How every error line the CLI prints begins, click's usage errors included."""
 
@@ -71,6 +73,16 @@ class BudgetExceeded(PlumberError):
 class RequestsFailed(PlumberError):
     """Requests to the API still failed after their retries: the tool could not do its job,
     exit 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like KeyboardInterrupt, so every
+    `finally` (a throwaway cluster's removal, a staged file's deletion) runs before the exit.
+    A BaseException, so `except Exception` in library code does not swallow it."""
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(signal_name)
 
 
 class EnvironmentProblem(PlumberError):

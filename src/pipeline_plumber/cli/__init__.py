@@ -3,14 +3,23 @@ in its own module, and the library underneath only raises."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .. import __version__
-from ..errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_INTERRUPTED, PlumberError
+from ..errors import (
+    ERROR_PREFIX,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    PlumberError,
+    Terminated,
+)
 
 DEBUG_ENV = "PLUMBER_DEBUG"
 
@@ -39,6 +48,16 @@ class PlumberGroup(click.Group):
             where = f"{err.filename}: " if err.filename else ""
             click.echo(f"{ERROR_PREFIX}{where}{err.strerror or err}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:  # click would say `Aborted!` and exit 1
+            _leave("interrupted", EXIT_INTERRUPTED)
+        except Terminated as err:
+            _leave(f"terminated by {err.signal_name}", EXIT_TERMINATED)
+
+
+def _leave(why: str, code: int) -> NoReturn:
+    """One line and the signal's exit code; every `finally` below has already run."""
+    click.echo(f"{ERROR_PREFIX}{why}", err=True)
+    sys.exit(code)
 
 
 @click.group(cls=PlumberGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,17 +66,42 @@ def cli() -> None:
     """Build, check and install the Data Engineer subagent for Claude Code.
 
     Exit codes: 0 ok, 1 a check found a problem, 2 bad input or usage, 3 a live eval run
-    stopped by --max-usd.
+    stopped by --max-usd, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, SIGHUP).
     Set PLUMBER_DEBUG=1 to see tracebacks.
     """
 
 
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def main() -> None:
+    _raise_on_termination()
+    if not os.environ.get(DEBUG_ENV):
+        # Libraries' log records (psycopg's "error ignored in rollback" as a run is cancelled)
+        # would reach stderr through logging's last-resort handler, around our one line.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         cli.main(prog_name="plumber")
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        _leave("interrupted", EXIT_INTERRUPTED)
+    except Terminated as err:
+        _leave(f"terminated by {err.signal_name}", EXIT_TERMINATED)
+
+
+def _raise_on_termination() -> None:
+    """SIGTERM and SIGHUP raise `Terminated`, as Ctrl-C raises KeyboardInterrupt, so that a
+    cancelled run still stops its servers and removes its temporary folders. A forked child
+    (which shares the handler but not our clean-up) just exits."""
+    main_pid = os.getpid()
+
+    def handler(number: int, _frame: object) -> None:
+        if os.getpid() != main_pid:
+            os._exit(128 + number)
+        raise Terminated(signal.Signals(number).name)
+
+    for number in TERMINATING_SIGNALS:
+        if signal.getsignal(number) is signal.SIG_DFL:
+            signal.signal(number, handler)
 
 
 # Each module registers its commands on `cli`; heavy libraries are imported inside the commands.
