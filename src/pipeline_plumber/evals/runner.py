@@ -186,10 +186,14 @@ def in_order(fn: Callable[[T], R], items: list[T], jobs: int,
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="plumber-score") as pool:
         futures = [pool.submit(fn, item) for item in items]
         results = []
-        for future in futures:
-            results.append(future.result())
-            if progress:
-                progress(1)
+        try:
+            for future in futures:
+                results.append(future.result())
+                if progress:
+                    progress(1)
+        except BaseException:  # Ctrl-C or a failed answer: drop the queue, finish what runs
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
         return results
 
 
