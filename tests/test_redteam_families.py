@@ -271,3 +271,22 @@ SELECT order_id, count(*) FROM orders_in GROUP BY order_id HAVING count(*) > 1;
     assert findings(text, "dq", "postgres", resources)["catches-duplicate-key"][0] == "fail"
     shown = text.replace("## How to verify", "## The duplicate check")
     assert findings(shown, "dq", "postgres", resources)["catches-duplicate-key"][0] == "pass"
+
+
+@pytest.mark.parametrize(("key", "status"), [
+    ("'Partner-Key-2024'", "fail"),
+    ("current_setting('app.partner_key')", "pass"),
+])
+def test_an_hmac_keyed_by_a_literal_in_the_sql_is_not_keyed(
+        key: str, status: str, resources: Resources) -> None:
+    text = f"""We share pseudonymised tokens.
+
+```sql
+CREATE TABLE members (member_id bigint PRIMARY KEY, email text NOT NULL, points int);
+CREATE VIEW partner_members AS
+SELECT encode(hmac(lower(email), {key}, 'sha256'), 'hex') AS token, points FROM members;
+GRANT SELECT ON partner_members TO partner;
+```
+"""
+    found = findings(text, "governance", "postgres", resources)
+    assert found["pii-hash-salted"][0] == status, found["pii-hash-salted"]

@@ -30,6 +30,8 @@ _PII = re.compile(r"(e_?mail|phone|mobile|first_?name|last_?name|full_?name|surn
 _HASH = re.compile(r"\b(sha256|sha2|sha512|sha1|md5|digest|hash|farm_fingerprint|"
                    r"to_hex\s*\(\s*sha256)\s*\(([^;]*?)\)", re.I)
 _KEYED = re.compile(r"\b(hmac|salt|pepper|secret|key|current_setting|keyed)\w*", re.I)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_LITERAL_ONLY = re.compile(r"\s*'(?:[^']|'')*'\s*(::\s*\w+\s*)?")
 _ANONYMISED = re.compile(r"\b(anonymi[sz]\w*|pseudonymi[sz]\w*|de-?identif\w*)", re.I)
 _GRANT = re.compile(r"^\s*(GRANT|REVOKE)\b", re.I)
 _GRANT_SHAPE = re.compile(r"^\s*(GRANT|REVOKE)\s+[\w\s,()\"]+?\s+ON\s+.+?\s+(TO|FROM)\s+\S+",
@@ -82,9 +84,18 @@ def pii_hash_salted(steps: tuple[Step, ...], pii: dict[str, set[str]], prose: st
             if not hit and not (not names and _PII.search(args)):
                 continue
             hashed += 1
-            if not _KEYED.search(args) and not _KEYED.search(match.group(1)):
+            if not _KEYED.search(_LITERAL.sub("''", args)) and not _KEYED.search(
+                    match.group(1)):
                 unkeyed.append(f"{match.group(1)}({', '.join(hit) or args.strip()[:40]}) in "
                                f"{step.where}")
+        for match in re.finditer(r"\bhmac\s*\(", step.original or step.sql, re.I):
+            parts = _arguments(step.original or step.sql, match.end())
+            if len(parts) > 1 and any(re.search(rf"\b{re.escape(n)}\b", parts[0], re.I)
+                                      for n in names) and _LITERAL_ONLY.fullmatch(parts[1]):
+                hashed += 1
+                unkeyed.append(f"hmac({parts[0].strip()[:40]}) keyed by a literal written in "
+                               f"the SQL, which every reader of the view's definition sees, "
+                               f"in {step.where}")
     if not hashed:
         return Finding.not_applicable(prop, "no PII column is hashed")
     if unkeyed and _ANONYMISED.search(prose):
@@ -93,6 +104,26 @@ def pii_hash_salted(steps: tuple[Step, ...], pii: dict[str, set[str]], prose: st
                               "dictionary of e-mails or phones reverses it")
     return Finding.passed(prop, f"{hashed} hash(es) of PII are keyed or salted, or not called "
                           "anonymised")
+
+
+def _arguments(text: str, start: int) -> list[str]:
+    """The top-level arguments of the call whose parenthesis opens just before `start`."""
+    parts, depth, current, quoted = [], 0, "", False
+    for char in text[start:]:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        elif not quoted and char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    return [*parts, current]
 
 
 def _privilege_steps(steps: tuple[Step, ...]) -> list[Step]:
