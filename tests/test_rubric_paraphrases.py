@@ -3,7 +3,10 @@ never says the thing: each phrase is graded by the check as evals/rubrics/<comma
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -93,9 +96,15 @@ SILENT = [
 ]
 
 
+@functools.cache
+def rubric_of(command: str) -> Any:
+    """The command's rubric, parsed once for all the sentences graded against it."""
+    return yaml.safe_load((Path(EVALS) / "rubrics" / f"{command}.yaml").read_text("utf-8"))
+
+
 def grade(command: str, item: str, text: str) -> str:
     """The verdict of the item's word check (`item/id` names one of several) on `text`."""
-    rubric = yaml.safe_load((Path(EVALS) / "rubrics" / f"{command}.yaml").read_text("utf-8"))
+    rubric = copy.deepcopy(rubric_of(command))  # a check may keep or change what it is given
     name, _, check_id = item.partition("/")
     (spec,) = [c for c in rubric["items"][name]["checks"]
                if c["scorer"] in ("regex", "concept") and c.get("id", "") == check_id]
