@@ -54,11 +54,18 @@ def _suite() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     return cases, rubrics
 
 
+def _probes_behaviour(check: dict[str, Any]) -> bool:
+    """A case's own probe: SQL steps (`sql_behaves`), or properties of its command's family
+    the case picks for its prompt (`behaves` with `properties`)."""
+    return check["scorer"] == "sql_behaves" or (
+        check["scorer"] == "behaves" and bool(check.get("args", {}).get("properties")))
+
+
 def test_every_postgres_and_duckdb_case_probes_behaviour() -> None:
     cases, _ = _suite()
     without = sorted(case_id for case_id, case in cases.items()
                      if case.get("dialect") in ("postgres", "duckdb")
-                     and not any(c["scorer"] == "sql_behaves" for c in case.get("checks", [])))
+                     and not any(_probes_behaviour(c) for c in case.get("checks", [])))
     assert without == []
 
 
