@@ -90,9 +90,11 @@ def pii_hash_salted(steps: tuple[Step, ...], pii: dict[str, set[str]], prose: st
                                f"{step.where}")
         for match in re.finditer(r"\bhmac\s*\(", step.original or step.sql, re.I):
             parts = _arguments(step.original or step.sql, match.end())
-            if len(parts) > 1 and any(re.search(rf"\b{re.escape(n)}\b", parts[0], re.I)
-                                      for n in names) and _LITERAL_ONLY.fullmatch(parts[1]):
-                hashed += 1
+            if len(parts) < 2 or not any(re.search(rf"\b{re.escape(n)}\b", parts[0], re.I)
+                                         for n in names):
+                continue
+            hashed += 1
+            if _LITERAL_ONLY.fullmatch(parts[1]):
                 unkeyed.append(f"hmac({parts[0].strip()[:40]}) keyed by a literal written in "
                                f"the SQL, which every reader of the view's definition sees, "
                                f"in {step.where}")
