@@ -16,6 +16,7 @@ from pipeline_plumber import atomic, frontmatter
 from pipeline_plumber import build as builder
 from pipeline_plumber.kb import load_kb
 from support.cli import plumber
+from support.pack_cache import PackCache
 
 COMMAND_NAMES = ("schema", "etl", "optimize", "dq", "governance")
 COMMAND_NAMES += ("partition", "index", "pipeline", "airflow", "star")
@@ -98,7 +99,10 @@ def test_files_the_last_build_wrote_and_this_one_does_not_are_deleted(tmp_path: 
     assert record["files"] == ["agents/small-agent.md", "commands/keys.md"]
 
 
-def test_a_hand_written_command_forking_into_the_agent_survives_build(tmp_path: Path) -> None:
+def test_a_hand_written_command_forking_into_the_agent_survives_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(builder, "build_pack", PackCache(builder.build_pack).build)  # 4 builds
     out = tmp_path / "o"
     base = ("build", "--kb", str(REPO / "kb"), "--templates", str(TEMPLATES), "--out", str(out))
     assert plumber(*base).exit_code == 0
