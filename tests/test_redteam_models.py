@@ -173,3 +173,17 @@ def test_a_line_number_alone_is_not_the_key_of_a_detail_row(resources: Resources
     right = _findings(text.format(key="NOT NULL", tail=",\n    PRIMARY KEY (invoice_id, "
                                   "line_no)"), "schema", "postgres", resources)
     assert right["primary-keys"].status == "pass", right["primary-keys"].detail
+
+
+def test_a_column_the_prompt_says_is_nullable_gets_nulls_in_a_derived_schema(
+        resources: Resources) -> None:
+    asked = ("```sql\nSELECT c.customer_id FROM customers c WHERE NOT EXISTS (SELECT 1 FROM "
+             "orders o\n  WHERE o.customer_id = c.customer_id AND o.region = 'blocked');\n```\n"
+             "Tables: customers (customer_id bigint PK), orders (order_id bigint PK, "
+             "customer_id bigint NULL, region text).")
+    not_in = ("```sql\nSELECT c.customer_id FROM customers c WHERE c.customer_id NOT IN "
+              "(SELECT o.customer_id FROM orders o WHERE o.region = 'blocked');\n```\n")
+    found = _findings(not_in, "optimize", "postgres", resources, prompt=asked)
+    assert found["same-result"].status == "fail", found["same-result"].detail
+    assert "dataset nulls" in found["same-result"].detail
+    assert "tables the prompt describes" in found["same-result"].detail

@@ -12,7 +12,8 @@ The schema comes from the answer's own DDL, else the prompt's DDL, else it is de
 queries: every `table.column` they mention, typed by its name (`*_id` integer, `*_at`/`*_ts`
 timestamptz, `*_date` date, money names numeric(12,2), `is_*` boolean, text otherwise; SUM/AVG
 arguments numeric); `<table>_id` (singular) or `id` is the table's key; a derived schema is said
-so in the finding. Datasets (each loaded twice, rows in opposite orders):
+so in the finding. A table the prompt describes in prose (`orders (order_id bigint PK,
+customer_id bigint NULL)`) lends the derived schema its types, key and NULL / NOT NULL. Datasets (each loaded twice, rows in opposite orders):
 
 - `one-to-many`: parents with 7, 6, 5, 1 and 0 children, a child with no parent, distinct times;
 - `duplicates`: the same, with every row of a keyless table stored twice;
@@ -200,7 +201,11 @@ def _schema(probe: ProbeInput, session: Session, originals: list[Step], candidat
             origin = "derived from the queries"
             ddl = []
         try:
-            for statement in [s.sql for s in ddl] or _derived_ddl(steps, _matched(originals)):
+            described = _described(probe.prompt, wanted) if not ddl else {}
+            if described:
+                origin = "derived from the queries and the tables the prompt describes"
+            for statement in [s.sql for s in ddl] or _derived_ddl(steps, _matched(originals),
+                                                                  described):
                 with session.savepoint():
                     session.execute(statement)
         except (Rejected, Broken) as err:
@@ -246,9 +251,52 @@ def _matched(originals: list[Step]) -> set[str]:
     return out
 
 
-def _derived_ddl(steps: list[Step], keys: set[str]) -> list[str]:
+@dataclass(frozen=True)
+class Described:
+    """A column as the prompt's prose describes it: `orders (customer_id bigint NULL, ...)`."""
+
+    type: str | None
+    nullable: bool | None  # None: not said
+    key: bool
+
+
+_DESCRIBED_TABLE = re.compile(r"`?\b([A-Za-z_][\w.]*)`?\s*\(((?:[^()]|\([^()]*\))*)\)")
+_DESCRIBED_TYPE = re.compile(r"^(big|small)?int(eger)?$|^(numeric|decimal)(\(\d+(,\s*\d+)?\))?$|"
+                             r"^(text|varchar|boolean|bool|date|timestamptz|uuid|jsonb)$", re.I)
+
+
+def _described(prompt: str, wanted: set[str]) -> dict[str, dict[str, Described]]:
+    """Tables the prompt describes in prose, `name (column type [NULL|NOT NULL|PK], ...)`:
+    what it says of each column's type, nullability and key. A column said to be NULL is
+    nullable in the derived schema, whatever its name."""
+    out: dict[str, dict[str, Described]] = {}
+    for match in _DESCRIBED_TABLE.finditer(prompt):
+        table = match.group(1).lower().split(".")[-1]
+        if table not in wanted or table in out:
+            continue
+        columns: dict[str, Described] = {}
+        for item in re.split(r",(?![^()]*\))", match.group(2)):
+            words = item.split()
+            if not words or not re.fullmatch(r"[A-Za-z_]\w*", words[0]):
+                columns = {}
+                break
+            rest = " ".join(words[1:])
+            typ = next((w for w in (rest.split()[:1]) if _DESCRIBED_TYPE.match(w)), None)
+            nullable = (False if re.search(r"\bNOT\s+NULL\b", rest, re.I) else
+                        True if re.search(r"\bNULL(ABLE)?\b", rest, re.I) else None)
+            key = bool(re.search(r"\b(PK|primary key)\b", rest, re.I))
+            columns[words[0].lower()] = Described(typ, nullable, key)
+        if columns:
+            out[table] = columns
+    return out
+
+
+def _derived_ddl(steps: list[Step], keys: set[str],
+                 described: dict[str, dict[str, Described]] | None = None) -> list[str]:
     """CREATE SCHEMA/TABLE statements for the tables and columns the queries mention; `keys`
-    (and identifiers, audit times) are NOT NULL."""
+    (and identifiers, audit times) are NOT NULL, unless the prompt's description of the table
+    (`described`) says otherwise."""
+    described = described or {}
     from sqlglot import exp
 
     columns: dict[tuple[str, str], dict[str, str]] = {}
@@ -279,12 +327,18 @@ def _derived_ddl(steps: list[Step], keys: set[str]) -> list[str]:
     for db in sorted({db for db, _ in columns if db}):
         out.append(f"CREATE SCHEMA IF NOT EXISTS {quote(db)}")
     for (db, name), cols in columns.items():
-        key = _guess_key(name, cols)
+        said = described.get(name, {})
+        key = next((c for c, d in said.items() if d.key and c in cols), None) or _guess_key(
+            name, cols)
         defs = []
         for column in cols:
-            typ = _type_for(column, column in summed)
-            null = " NOT NULL" if column == key or column in keys or _NOT_NULL.search(
-                column) else ""
+            told = said.get(column)
+            typ = (told.type if told is not None and told.type else
+                   _type_for(column, column in summed))
+            null = " NOT NULL" if column == key or (
+                told is not None and told.nullable is False) or (
+                (told is None or told.nullable is None)
+                and (column in keys or _NOT_NULL.search(column))) else ""
             defs.append(f"{quote(column)} {typ}{null}{' PRIMARY KEY' if column == key else ''}")
         if not defs:
             defs = [f"{name.rstrip('s')}_id BIGINT PRIMARY KEY"]
