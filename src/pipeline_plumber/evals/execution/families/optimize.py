@@ -13,7 +13,8 @@ queries: every `table.column` they mention, typed by its name (`*_id` integer, `
 timestamptz, `*_date` date, money names numeric(12,2), `is_*` boolean, text otherwise; SUM/AVG
 arguments numeric); `<table>_id` (singular) or `id` is the table's key; a derived schema is said
 so in the finding. A table the prompt describes in prose (`orders (order_id bigint PK,
-customer_id bigint NULL)`) lends the derived schema its types, key and NULL / NOT NULL. Datasets (each loaded twice, rows in opposite orders):
+customer_id bigint NULL)`) lends the derived schema its types, key and NULL / NOT NULL.
+Datasets (each loaded twice, rows in opposite orders):
 
 - `one-to-many`: parents with 7, 6, 5, 1 and 0 children, a child with no parent, distinct times;
 - `duplicates`: the same, with every row of a keyless table stored twice;
