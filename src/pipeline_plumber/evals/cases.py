@@ -450,18 +450,32 @@ def _load_answers(root: Path, suite: Suite, problems: list[Problem]) -> dict[str
 
 def select(cases: tuple[Case, ...], *, ids: tuple[str, ...] = (), tags: tuple[str, ...] = (),
            commands: tuple[str, ...] = ()) -> tuple[Case, ...]:
-    """The cases matching every filter given (ids, any of the tags, any of the commands)."""
-    unknown = sorted(set(ids) - {c.id for c in cases})
-    if unknown:
-        known = [c.id for c in cases]
-        raise InputError([Problem(f"no case '{u}'{suggest(u, known)}", field="--case")
-                          for u in unknown])
-    return tuple(
+    """The cases matching every filter given (ids, any of the tags, any of the commands).
+
+    A filter value no case has is a typo, not an empty run: InputError naming the option, as
+    when the filters together leave no case."""
+    known_ids = [c.id for c in cases]
+    known_tags = sorted({tag for c in cases for tag in c.spec.tags})
+    known_commands = sorted({c.command for c in cases if c.command})
+    problems = [Problem(f"no case '{u}'{suggest(u, known_ids)}", field="--case")
+                for u in sorted(set(ids) - set(known_ids))]
+    problems += [Problem(f"no case has tag '{u}'{suggest(u, known_tags)}", field="--tag")
+                 for u in sorted(set(tags) - set(known_tags))]
+    problems += [Problem(f"no case of command '{u}'{suggest(u, known_commands)}",
+                         field="--command")
+                 for u in sorted(set(commands) - set(known_commands))]
+    if problems:
+        raise InputError(problems)
+    chosen = tuple(
         c for c in cases
         if (not ids or c.id in ids)
         and (not tags or set(tags) & set(c.spec.tags))
         and (not commands or c.command in commands)
     )
+    if not chosen and (ids or tags or commands):
+        raise InputError([Problem("no case matches --case, --tag and --command together",
+                                  field="--command" if commands else "--tag")])
+    return chosen
 
 
 def load_rubric(root: Path, kb: Checklists, command: str) -> Rubric:
