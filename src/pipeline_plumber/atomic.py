@@ -60,8 +60,10 @@ def stage(target: Path, content: str | bytes, *, durable: bool = False) -> Path:
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a full disk names no file
+            raise OSError(err.errno, err.strerror, str(target)) from err
         raise
     return tmp
 
