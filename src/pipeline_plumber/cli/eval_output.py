@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..errors import EnvironmentProblem, Problem
+
 if TYPE_CHECKING:
     from ..evals.runner import RunResult
 
@@ -26,6 +28,11 @@ def write_reports(result: RunResult, out_dir: Path, *, with_html: bool) -> None:
 def append_step_summary(markdown: str) -> None:
     """Append `markdown` to the file $GITHUB_STEP_SUMMARY names, when it is set."""
     summary = os.environ.get(STEP_SUMMARY_ENV)
-    if summary:
+    if not summary:
+        return
+    try:
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(markdown)
+    except OSError as err:  # a full disk fails the write, which names no file
+        raise EnvironmentProblem([Problem(f"cannot append the summary: {err.strerror or err}",
+                                          file=summary, field=f"${STEP_SUMMARY_ENV}")]) from err
