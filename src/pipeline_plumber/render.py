@@ -194,7 +194,8 @@ def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
     except jinja2.TemplateSyntaxError as err:
         raise InputError([_template_problem(err, err.filename or name, err.lineno)]) from err
     except jinja2.TemplateNotFound as err:
-        raise InputError([Problem(f"template not found: {err.name}", file=name)]) from err
+        folders = getattr(env.loader, "searchpath", None) or ["."]
+        raise InputError([Problem("template not found", file=f"{folders[0]}/{err.name}")]) from err
     except jinja2.TemplateError as err:
         filename, line = _template_frame(err, name)
         raise InputError([_template_problem(err, filename, line)]) from err
