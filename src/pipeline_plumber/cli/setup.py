@@ -39,8 +39,11 @@ def setup_postgres_command() -> None:
     plumber), then the machine's (PATH, pg_config, /usr/lib/postgresql/*/bin). Prints the bin
     folder last.
     """
-    from ..engines.postgres_binaries import describe
+    from ..engines.postgres_binaries import PG_BINDIR_ENV, describe, env_bindir
 
     source, bindir = describe()
+    override = env_bindir()
+    if override is not None and not (override / "initdb").is_file():
+        click.echo(f"note: {PG_BINDIR_ENV}={override} holds no initdb; it is skipped", err=True)
     click.echo(f"PostgreSQL server binaries: {source}", err=True)
     click.echo(str(Path(bindir)))
