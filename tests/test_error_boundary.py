@@ -1,0 +1,133 @@
+"""Every error path of `plumber` ends in one line and a documented exit code.
+
+The bad input of tests/fixtures/cli/bad_input.yaml runs in-process, command by command; what
+needs a real process (a signal, a write that fails half way) runs `plumber` as a user would."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evals_support import EVALS, FIXTURES, KB, REPO
+from pipeline_plumber.errors import ERROR_PREFIX, EXIT_INTERRUPTED, EXIT_TERMINATED
+from pipeline_plumber.stale_folders import OWNER_MARKER
+from support.cli import plumber
+
+BAD = yaml.safe_load((FIXTURES / "cli" / "bad_input.yaml").read_text(encoding="utf-8"))
+SHIPPED = {"kb": KB, "templates": REPO / "templates", "rubrics": EVALS / "rubrics"}
+PLUMBER = [sys.executable, "-m", "pipeline_plumber"]
+
+
+def _lay_out(root: Path, case: dict[str, Any]) -> None:
+    """The case's folder: shipped folders copied, then its files (text, bytes, or a folder)."""
+    for dest, source in case.get("copy", {}).items():
+        shutil.copytree(SHIPPED[source], root / dest)
+    for rel, content in case.get("files", {}).items():
+        path = root / rel
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is None:
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def assert_one_error_line(stderr: str, expected: str, *, errors: int = 1) -> None:
+    """The error is the last line of stderr, the only one (or one per problem) saying error,
+    and no traceback anywhere."""
+    lines = stderr.splitlines()
+    assert "Traceback" not in stderr, stderr
+    assert lines, "nothing on stderr"
+    assert sum(line.startswith(ERROR_PREFIX) for line in lines) == errors, stderr
+    assert lines[-1].startswith(ERROR_PREFIX), stderr
+    assert any(expected in line for line in lines[-errors:]), stderr
+
+
+def _param(case: dict[str, Any]) -> Any:
+    marks = [pytest.mark.engines] if case.get("engines") else []
+    return pytest.param(case, id=case["id"], marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in BAD])
+def test_bad_input_gives_one_line_naming_what_is_wrong(case: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    _lay_out(tmp_path, case)
+    result = plumber(*case["args"], cwd=tmp_path, env=case.get("env"))
+    assert result.exit_code == case.get("exit", 2), result.output
+    assert "Traceback" not in result.stdout
+    assert_one_error_line(result.stderr, case["error"], errors=case.get("errors", 1))
+    for rel in case.get("absent", ()):
+        assert not (tmp_path / rel).exists(), f"{rel} was written"
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_half_file(tmp_path: Path) -> None:
+    """A full disk (here: a file-size limit, which fails the write the same way) names the file
+    being written; no temporary file stays behind."""
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = tmp_path / "out"
+    done = subprocess.run([*PLUMBER, "build", "--out", str(out)], capture_output=True, text=True,
+                          preexec_fn=small_files, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert_one_error_line(done.stderr, f"error: {out}/")
+    assert "File too large" in done.stderr
+    assert [p for p in out.rglob("*") if p.is_file() and p.stat().st_size >= 1024] == []
+    assert [p for p in out.rglob("*.plumber-tmp")] == []
+
+
+def test_a_bindir_that_holds_no_server_is_named(tmp_path: Path) -> None:
+    result = plumber("setup", "postgres", env={"PLUMBER_PG_BINDIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert f"note: PLUMBER_PG_BINDIR={tmp_path} holds no initdb; it is skipped" in result.stderr
+
+
+def _mine(folder: Path, pid: int) -> bool:
+    try:
+        return (folder / OWNER_MARKER).read_text(encoding="utf-8").split()[0] == str(pid)
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.engines
+@pytest.mark.parametrize(("sent", "code", "line"), [
+    (signal.SIGINT, EXIT_INTERRUPTED, "error: interrupted"),
+    (signal.SIGTERM, EXIT_TERMINATED, "error: terminated by SIGTERM"),
+])
+def test_a_signal_mid_verify_stops_the_cluster_and_says_so(sent: signal.Signals, code: int,
+                                                           line: str) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or SIGTERM while
+    `verify` runs its examples: one line, the signal's exit code, and the throwaway cluster's
+    server stopped and its folder removed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen([*PLUMBER, "verify"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env,
+                          process_group=0) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        header = proc.stdout.readline()  # printed with the first finished example
+        assert header.startswith("example"), header + proc.stderr.read()
+        os.killpg(proc.pid, sent)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines() == [line]
+    leftovers = [p for p in Path(tempfile.gettempdir()).glob("plumber-pg-*")
+                 if _mine(p, proc.pid)]
+    assert leftovers == []
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # nothing of the run still runs
