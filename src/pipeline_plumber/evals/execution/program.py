@@ -230,6 +230,9 @@ def _parsed(answer: Answer, dialect: str) -> Callable[[str], Any]:
 _EXAMPLE = re.compile(
     r"\b(e\.g\.|for example|example|illustrat\w*|for instance|later|in the future|some ?day|"
     r"when (you|we) need|to evolve|evolution|migration|hypothetical)\b", re.I)
+# keys added by ALTER after the CREATE (pg_dump's style, a migration tool's) are the design itself
+_KEY_AFTER_THE_FACT = re.compile(r"\bADD\s+(CONSTRAINT\s+\S+\s+)?(PRIMARY\s+KEY|FOREIGN\s+KEY|"
+                                 r"UNIQUE)\b", re.I)
 _VERIFY = re.compile(r"^(#{1,6}[ \t]+|\*\*)[^\n]*\b(how to (verify|test|check)|"
                      r"verif(y|ying|ication)|sanity[- ]check|try it)\b", re.I)
 _MUST_FAIL = re.compile(
@@ -518,7 +521,8 @@ def _classify_alter(raw: _Raw, words: list[str], target: str | None, seen: _Seen
             f"acts on {target}, which only a data load creates"), tree
     if re.search(r"\b(DETACH|DROP)\s+PARTITION\b", raw.sql, re.I):
         return "maintenance", statement, target, "partition retention", tree
-    if _EXAMPLE.search(raw.lead + "\n" + raw.block_intro):
+    if _EXAMPLE.search(raw.lead + "\n" + raw.block_intro) and not _KEY_AFTER_THE_FACT.search(
+            raw.sql):
         return "example", statement, target, "the answer shows it as a later change", tree
     return "ddl", statement, target, "", tree
 
