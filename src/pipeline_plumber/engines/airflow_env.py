@@ -149,7 +149,11 @@ def _sandbox_can_run(python: str) -> bool:
 
 def _python_version(python: str) -> str:
     done = _run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], python)
-    return done.stdout.strip()
+    version = done.stdout.strip()
+    if not re.fullmatch(r"3\.\d+", version):  # checked before any folder is made for it
+        raise EnvironmentProblem(f"--python {python} is not a Python 3 interpreter (asked for "
+                                 f"its version, it printed {version[:40]!r})")
+    return version
 
 
 def _pip_install(python: Path, constraint_file: Path, wanted: list[str], total: int,
