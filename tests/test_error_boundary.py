@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from evals_support import EVALS, FIXTURES, KB, REPO
-from pipeline_plumber.errors import ERROR_PREFIX, EXIT_INTERRUPTED, EXIT_TERMINATED
+from pipeline_plumber.engines import airflow_env
+from pipeline_plumber.errors import (
+    ERROR_PREFIX,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EnvironmentProblem,
+)
 from pipeline_plumber.stale_folders import OWNER_MARKER
 from support.cli import plumber
 
@@ -96,6 +102,15 @@ def test_a_bindir_that_holds_no_server_is_named(tmp_path: Path) -> None:
     result = plumber("setup", "postgres", env={"PLUMBER_PG_BINDIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert f"note: PLUMBER_PG_BINDIR={tmp_path} holds no initdb; it is skipped" in result.stderr
+
+
+def test_setup_airflow_refuses_a_python_that_is_not_one_before_making_its_folder() -> None:
+    """Checked on the interpreter itself: as root the CLI finds the machine's Airflow already
+    set up in the shared cache and never gets this far."""
+    with pytest.raises(EnvironmentProblem) as caught:
+        airflow_env._python_version("/bin/true")
+    assert str(caught.value) == ("--python /bin/true is not a Python 3 interpreter (asked for its "
+                                 "version, it printed '')")
 
 
 def _mine(folder: Path, pid: int) -> bool:

@@ -178,6 +178,9 @@ def _live_request(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[str, 
     if live["replay"] and live["record"]:
         raise InputError([Problem("--replay reads recordings; --record writes them: pick one",
                                   field="--replay")])
+    if live["replay"] and live["fresh"]:
+        raise InputError([Problem("--replay answers only from stored answers; --fresh ignores "
+                                  "them: pick one", field="--fresh")])
     if answers != "recorded":
         raise InputError([Problem("--answers is for offline runs; a live run asks the model",
                                   field="--answers")])

@@ -49,6 +49,8 @@ def verify(kb_dir: Path | None, dsn: str | None, only: tuple[str, ...], as_json:
     from ..verify.core import claim, provable
     from ..verify.core import verify as run_verify
 
+    if list_only and (only or as_json):
+        raise click.UsageError("--list prints every example as text; drop --only and --json")
     kb = load_kb(kb_dir or default_kb())
     if list_only:
         for ex in provable(kb):
