@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pipeline_plumber.errors import (
 )
 from pipeline_plumber.stale_folders import OWNER_MARKER
 from support.cli import plumber
+from support.fake_api import FakeMessagesAPI
 
 BAD = yaml.safe_load((FIXTURES / "cli" / "bad_input.yaml").read_text(encoding="utf-8"))
 SHIPPED = {"kb": KB, "templates": REPO / "templates", "rubrics": EVALS / "rubrics"}
@@ -146,3 +148,28 @@ def test_a_signal_mid_verify_stops_the_cluster_and_says_so(sent: signal.Signals,
     assert leftovers == []
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # nothing of the run still runs
+
+
+def test_an_interrupted_live_run_says_how_to_continue_it(fake_api: FakeMessagesAPI,
+                                                         tmp_path: Path) -> None:
+    """Ctrl-C while the answers are on their way: the run folder stays, to be resumed."""
+    suite = next(c for c in BAD if c["id"] == "eval-run-unknown-command")
+    _lay_out(tmp_path, suite)
+    fake_api.latency = 60.0  # every answer is still in flight when the signal comes
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")},
+           "ANTHROPIC_API_KEY": "sk-ant-test-not-a-real-key",
+           "ANTHROPIC_BASE_URL": fake_api.base_url}
+    run = tmp_path / "run"
+    with subprocess.Popen([*PLUMBER, "eval", "run", "--evals", "evals", "--live", "--run-dir",
+                           "run", "--cache-dir", "cache"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          process_group=0) as proc:
+        while not fake_api.requests() and proc.poll() is None:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines()[-2:] == [
+        "note: the run so far is in run; continue it with --resume run", "error: interrupted"]
+    assert (run / "spec.json").is_file()
+    assert list(run.glob("*.plumber-tmp")) == []

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import CheckFailed, InputError, Problem
+from ..errors import CheckFailed, InputError, Problem, Terminated
 from ..paths import default_kb, default_templates
 from .eval_output import append_step_summary, write_reports
 
@@ -137,6 +137,7 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
     """`plumber eval run` with a live flag: parse, call `evaluate_live`, print its report."""
     from ..evals import reports
     from ..live.evaluate import evaluate_live
+    from ..live.run_folder import SPEC_FILE
     from ..live.sender import api_key_from_env, redact
 
     key = api_key_from_env()
@@ -148,6 +149,11 @@ def run_live_command(*, evals_dir: Path, kb_dir: Path | None, case_ids: tuple[st
     except InputError as err:
         if key and key in str(err):  # never let the key reach the terminal
             raise InputError([Problem(redact(str(p), key)) for p in err.problems]) from None
+        raise
+    except (KeyboardInterrupt, Terminated):
+        if (req.run_dir / SPEC_FILE).is_file():  # what was answered is kept: say where
+            click.echo(f"note: the run so far is in {req.run_dir}; continue it with "
+                       f"--resume {req.run_dir}", err=True)
         raise
     click.echo(f"run folder: {outcome.folder.path}", err=True)
     if outcome.offline_run.results:
