@@ -199,6 +199,10 @@ def _render(env: jinja2.Environment, name: str, **context: Any) -> str:
     except jinja2.TemplateError as err:
         filename, line = _template_frame(err, name)
         raise InputError([_template_problem(err, filename, line)]) from err
+    except (ArithmeticError, LookupError, TypeError, ValueError) as err:  # `{{ 1/0 }}` and kin
+        filename, line = _template_frame(err, name)
+        raise InputError([Problem(f"template error: {type(err).__name__}: {err}",
+                                  file=filename, line=line)]) from err
 
 
 def _bounded(chunks: Iterator[str], name: str) -> str:
