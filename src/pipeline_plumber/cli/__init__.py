@@ -20,6 +20,7 @@ from ..errors import (
     PlumberError,
     Terminated,
 )
+from ..untrusted_text import plain
 
 DEBUG_ENV = "PLUMBER_DEBUG"
 
@@ -33,20 +34,20 @@ class PlumberGroup(click.Group):
         except PlumberError as err:
             if os.environ.get(DEBUG_ENV):
                 raise
-            for problem in err.problems:
-                click.echo(f"{ERROR_PREFIX}{problem}", err=True)
+            for problem in err.problems:  # one line each, whatever a path or message holds
+                click.echo(f"{ERROR_PREFIX}{plain(str(problem))}", err=True)
             ctx.exit(err.exit_code)
         except click.UsageError as err:  # click would print `Error:`; one prefix everywhere
             if err.ctx is not None:
                 click.echo(err.ctx.get_usage(), err=True)
                 click.echo(f"Try '{err.ctx.command_path} --help' for help.", err=True)
-            click.echo(f"{ERROR_PREFIX}{err.format_message()}", err=True)
+            click.echo(f"{ERROR_PREFIX}{plain(err.format_message())}", err=True)
             ctx.exit(err.exit_code)
         except OSError as err:
             if os.environ.get(DEBUG_ENV):
                 raise
             where = f"{err.filename}: " if err.filename else ""
-            click.echo(f"{ERROR_PREFIX}{where}{err.strerror or err}", err=True)
+            click.echo(f"{ERROR_PREFIX}{plain(where + str(err.strerror or err))}", err=True)
             ctx.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:  # click would say `Aborted!` and exit 1
             _leave("interrupted", EXIT_INTERRUPTED)
