@@ -7,7 +7,9 @@ its case exactly as `plumber eval calibrate` does: every case check and rubric c
 answer's SQL set up in the sandbox, the command's property family and the case's probes run
 (one PostgreSQL cluster and Airflow's warm process for the run, started before timing; each
 answer's databases its own, shared by its checks; DuckDB in memory). Judge criteria are
-looked up in an empty store: not scored.
+looked up in an empty store: not scored. Besides wall time it prints the CPU this process
+used per answer and the CPU of the engines' processes (PostgreSQL's server and backends,
+Airflow's warm process): on a 2-core machine their sum bounds the rate.
 
     .venv/bin/python bench/bench_execution.py [--answers 1000] [--jobs N] [--evals evals]
                                               [--profile out.pstats]
@@ -59,6 +61,14 @@ def warm_airflow() -> str:
     return f"Airflow's warm process started before timing, in {time.perf_counter() - start:.1f} s"
 
 
+def _children_cpu() -> float:
+    """CPU seconds of the child processes that have exited (a server counts its backends)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--answers", type=int, default=1000)
@@ -80,6 +90,7 @@ def main() -> None:
         seconds[case.command or "(free)"].append(time.perf_counter() - start)
         return result
 
+    children = _children_cpu()
     with tempfile.TemporaryDirectory() as empty, \
             Resources(judge_store=JudgeStore(Path(empty))) as resources:
         with resources.answer_session("postgres") as session:  # start the cluster untimed
@@ -106,8 +117,10 @@ def main() -> None:
           f"(target {TARGET:g}: {rate / TARGET:.2f}x)")
     print(f"({warm})")
     load = os.getloadavg()[0]
-    print(f"this process used {cpu / len(results) * 1000:.0f} ms of CPU per answer (the engines' "
-          f"server time not counted); load average {load:.1f} on {os.cpu_count()} CPUs")
+    engines = _children_cpu() - children  # the cluster and Airflow's process have exited
+    print(f"this process used {cpu / len(results) * 1000:.0f} ms of CPU per answer, the engines' "
+          f"processes {engines / len(results) * 1000:.0f} ms (PostgreSQL and Airflow, their start "
+          f"included); load average {load:.1f} on {os.cpu_count()} CPUs")
     print("median seconds per answer, by command:")
     for command, times in sorted(seconds.items()):
         print(f"  {command:12} {statistics.median(times):.3f} s  ({len(times)} answers)")
