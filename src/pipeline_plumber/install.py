@@ -735,18 +735,25 @@ def install_lock(root: Path) -> Iterator[bool]:
     """Hold an exclusive lock on `root` while planning and applying an install or uninstall, so
     two installs into the same folder run one after the other and each plans from what the
     other wrote. Creates `root` if needed and yields whether it did (so the manifest can claim
-    it); on exit removes the lock file, and `root` itself if it was created and is still empty."""
+    it); on exit removes the lock file, and `root` itself if it was created and is still empty.
+    Making `root` and taking its lock, and removing them, happen under a lock on the parent
+    folder, so the install that makes the folder is the first to hold it."""
     check_root(root)
+    lock = root / LOCK_NAME
     while True:
-        created = _make_root(root)
-        lock = root / LOCK_NAME
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        except FileNotFoundError:
-            continue  # another install removed the empty root between our mkdir and open
-        except OSError as err:
-            raise InstallError(f"cannot lock {root}: {err.strerror or err}") from err
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        with _parent_locked(root):
+            created = _make_root(root)
+            try:
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except OSError as err:
+                raise InstallError(f"cannot lock {root}: {err.strerror or err}") from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                waiting = False
+            except BlockingIOError:
+                waiting = True
+        if waiting:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # outside the parent's lock: the holder needs it
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock, follow_symlinks=False))
         except FileNotFoundError:
@@ -757,10 +764,26 @@ def install_lock(root: Path) -> Iterator[bool]:
     try:
         yield created
     finally:
-        lock.unlink(missing_ok=True)
-        if created:  # before the lock goes, so a waiter cannot put a new lock file in it first
-            with contextlib.suppress(OSError):
-                root.rmdir()  # only succeeds when nothing was installed (dry run, failure)
+        with _parent_locked(root):
+            lock.unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    root.rmdir()  # only succeeds when nothing was installed (dry run, failure)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _parent_locked(root: Path) -> Iterator[None]:
+    """An exclusive lock on the folder that holds `root`, for the moments `root` and its lock
+    file come and go."""
+    try:
+        fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as err:
+        raise InstallError(f"cannot write to {root}: {err.strerror or err}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
         os.close(fd)
 
 
