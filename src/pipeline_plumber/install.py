@@ -39,6 +39,7 @@ from . import __version__, atomic
 from .build import build_pack
 from .claude_code import MODEL_ALIASES, accepts_model
 from .errors import InputError
+from .jsonsource import MAX_JSON_BYTES, loads_bounded
 from .render import RenderOptions
 
 PACKAGE = "pipeline-plumber"
@@ -269,9 +270,11 @@ def read_manifest(root: Path) -> ManifestFile | None:
         return None
     if not path.is_file():
         raise InstallError(f"{path}: the manifest is not a file: move it away")
+    if path.stat().st_size > MAX_JSON_BYTES:  # a manifest lists ~15 files: a few KiB
+        raise _corrupt(path, f"larger than {MAX_JSON_BYTES} bytes")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = loads_bounded(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # not UTF-8, not JSON, or nested too deeply
         raise _corrupt(path, f"not JSON ({err})") from err
     if not isinstance(data, dict):
         raise _corrupt(path, "not a JSON object")
