@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import CheckFailed, InputError, Problem, Terminated
+from ..jsonsource import MAX_JSON_DEPTH, depth
 from ..paths import default_kb, default_templates
 from .eval_output import append_step_summary, write_reports
 
@@ -125,8 +126,14 @@ def _params(values: tuple[str, ...]) -> dict[str, Any]:
             raise InputError([Problem(f"'{value}' is not NAME=JSON", field="--param")])
         try:
             out[name] = json.loads(raw)
+        except RecursionError:
+            raise InputError([Problem(f"{name}: JSON nested too deeply",
+                                      field="--param")]) from None
         except ValueError:
             out[name] = raw
+        if depth(out[name]) > MAX_JSON_DEPTH:
+            raise InputError([Problem(f"{name}: JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                                      field="--param")])
     return out
 
 
