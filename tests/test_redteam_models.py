@@ -187,3 +187,29 @@ def test_a_column_the_prompt_says_is_nullable_gets_nulls_in_a_derived_schema(
     assert found["same-result"].status == "fail", found["same-result"].detail
     assert "dataset nulls" in found["same-result"].detail
     assert "tables the prompt describes" in found["same-result"].detail
+
+
+def test_a_key_added_by_alter_under_a_migration_heading_is_setup() -> None:
+    from pipeline_plumber.evals.execution.program import build_program
+
+    text = ("```sql\nCREATE TABLE t (id INT NOT NULL, note TEXT);\n```\n\n"
+            "Keys come in a second migration step:\n\n"
+            "```sql\nALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY (id);\n```\n\n"
+            "Evolution, later:\n\n```sql\nALTER TABLE t ADD COLUMN extra TEXT;\n```\n")
+    program = build_program(Answer(text, "file"), "postgres")
+    assert [s.kind for s in program.steps] == ["ddl", "ddl", "example"]
+
+
+@pytest.mark.parametrize("engine", ["postgres", "duckdb"])
+def test_case_probes_find_tables_the_answer_puts_in_a_schema_of_its_own(
+        engine: str, resources: Resources) -> None:
+    from pipeline_plumber.evals.scorers.behaviour import Probe, sql_behaves
+
+    text = ("```sql\nCREATE SCHEMA mart;\n"
+            "CREATE TABLE mart.dim_customer (customer_key INT PRIMARY KEY,\n"
+            "    customer_id TEXT NOT NULL);\n```\n")
+    probe = Probe.model_validate({"name": "a customer without an id is refused", "steps": [
+        {"sql": "INSERT INTO dim_customer VALUES (1, NULL)", "expect": "error"}]})
+    ctx = Context(dialect=engine, resources=resources)
+    score = sql_behaves(probes=[probe])(Answer(text, "file"), ctx)
+    assert score.status == "pass", score.explanation

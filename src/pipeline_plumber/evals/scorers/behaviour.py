@@ -296,6 +296,23 @@ def _reported(items: list[str], limit: int = 3) -> str:
     return "; reported: " + "; ".join(items[:limit]) + more
 
 
+def _find_own_schemas(session: Any, catalog: Any) -> None:
+    """Probes name tables as the prompt does (`dim_customer`); an answer that puts them in a
+    schema of its own (`mart.dim_customer`) is found through the search path, after the default
+    schema (a name in both, `staging.crm_contacts` beside `crm_contacts`, stays the default's)."""
+    from ..execution.catalog import DEFAULT_SCHEMAS
+
+    own = sorted({t.schema for t in catalog.tables.values()} - set(DEFAULT_SCHEMAS))
+    if not own:
+        return
+    if session.engine == "postgres":
+        names = ", ".join('"' + s.replace('"', '""') + '"' for s in own)
+        session.execute(f"SET search_path TO public, {names}")
+    else:
+        session.execute("SET search_path = '" + ",".join(["main", *own]).replace("'", "''")
+                        + "'")
+
+
 @scorer("sql_behaves", version=3)
 def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None,
                 setup: list[str] | None = None) -> ScoreFn:
@@ -341,6 +358,7 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
                 execution = run_setup(session, program)
                 if not execution.ok:
                     return Score.fail(execution.failures[0], blocker=True)
+                _find_own_schemas(session, execution.catalog)
                 failures = []
                 for probe in probes:
                     with session.savepoint(undo=True):
