@@ -181,3 +181,68 @@ def test_a_scorer_that_raises_is_a_failed_check() -> None:
     result = run_check(Check("x", "contains", {}, 1.0, "case", broken), Answer("", "file"),
                        Context())
     assert result.status == "fail" and "RuntimeError: boom" in result.explanation
+
+
+_BY_ROLE = {"engine": "duckdb", "probes": [
+    {"name": "a valid subscription is accepted", "steps": [
+        {"row": {"table": "subscri", "having": ["status", "start", "end"],
+                 "values": {"status": "'active'"}}}]},
+    {"name": "a period that ends before it starts is rejected", "steps": [
+        {"row": {"table": "subscri", "values": {"status": "'active'", "start": "'2024-02-01'",
+                                                "end": "'2024-01-01'"}},
+         "expect": "error"}]},
+    {"name": "an unknown status is rejected", "steps": [
+        {"row": {"table": "subscri", "values": {"status": "'paused'"}}, "expect": "error"}]}]}
+
+_STATUS_LOOKUP = """```sql
+CREATE TABLE customer (customer_id BIGINT PRIMARY KEY, name VARCHAR NOT NULL);
+CREATE TABLE subscription_statuses (status VARCHAR PRIMARY KEY);
+INSERT INTO subscription_statuses VALUES ('active'), ('canceled');
+CREATE TABLE customer_subscription (
+    id BIGINT PRIMARY KEY,
+    customer_id BIGINT NOT NULL REFERENCES customer (customer_id),
+    status VARCHAR NOT NULL REFERENCES subscription_statuses (status),
+    current_period_start DATE NOT NULL, current_period_end DATE NOT NULL%s);
+```
+"""
+
+
+@pytest.mark.parametrize(("check", "status"), [
+    (", CHECK (current_period_end > current_period_start)", "pass"),
+    ("", "fail"),
+])
+def test_a_row_step_finds_the_table_and_its_parents_by_role(check: str, status: str,
+                                                           resources: Resources) -> None:
+    # no name of the probe is the answer's: the table, the columns and the parent are found in
+    # its catalog, the seeded status lookup is reused and the customer row is synthesised
+    fn = build_check("sql_behaves", _BY_ROLE)
+    context = Context(dialect="duckdb", resources=resources)
+    score = fn(Answer(_STATUS_LOOKUP % check, "file"), context)
+    assert score.status == status, score.explanation
+    if status == "fail":
+        assert "'a period that ends before it starts is rejected': step 1 (a row into " \
+               "customer_subscription) succeeded" in score.explanation
+        assert "2/3 probes behave" in score.explanation
+
+
+def test_a_row_step_leaves_a_generated_column_to_the_database(resources: Resources) -> None:
+    fn = build_check("sql_behaves", {"engine": "duckdb", "probes": [
+        {"name": "a line stores its amount", "steps": [
+            {"row": {"table": "^lines$", "values": {"qty": "2", "price": "0.10",
+                                                    "amount": "0.20"}}},
+            {"sql": "SELECT amount FROM lines", "expect": [[0.2]]}]}]})
+    answer = Answer("```sql\nCREATE TABLE orders (order_id INT PRIMARY KEY);\n"
+                    "CREATE TABLE lines (order_id INT NOT NULL REFERENCES orders, qty INT, "
+                    "price DECIMAL(10,2), amount DECIMAL(10,2) GENERATED ALWAYS AS "
+                    "(qty * price));\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb", resources=resources))
+    assert score.status == "pass", score.explanation
+
+
+def test_a_row_step_with_no_fitting_table_is_a_probe_that_cannot_run(resources: Resources
+                                                                    ) -> None:
+    fn = build_check("sql_behaves", _BY_ROLE)
+    answer = Answer("```sql\nCREATE TABLE t (a INT PRIMARY KEY);\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb", resources=resources))
+    assert score.status == "fail" and score.blocker
+    assert "could not run: no table has columns matching /status/" in score.explanation

@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ...sandbox import Broken, Damaged, Engine, Rejected, SqlSession, TimedOut
 from ...sandbox.duckdb import DUCKDB_CONFIG
 from ..answers import Answer
+from ..execution.catalog import quote
 from . import Context, Score, ScoreFn, scorer
+from .probe_rows import NotFound, RowMaker, RowSpec, sql_literal
 
 if TYPE_CHECKING:
     from ..execution.program import Program
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
 
 
 class Step(BaseModel):
-    """One step of a probe: a statement of the probe's own, or the answer's load."""
+    """One step of a probe: a statement of the probe's own, a row found by role, or the
+    answer's load."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +57,9 @@ class Step(BaseModel):
               "`answer-writes` both, in the answer's order; `answer-checks` runs its check "
               "queries (`expect: ok` keeps their results as the baseline, `expect: fires` asks "
               "that one of them flags what changed since)."))
+    row: RowSpec | None = Field(
+        default=None, description="A row into the table the answer chose for a role the prompt "
+        "only describes (see `probe_rows`): other columns and parent rows are synthesised.")
     into: str | None = Field(
         default=None,
         description="With `run`: only the answer's statements that write into this table (so a "
@@ -67,8 +73,10 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _one_action(self) -> Step:
-        if (self.sql is None) == (self.run is None):
-            raise ValueError("a step has exactly one of 'sql' and 'run'")
+        if sum(action is not None for action in (self.sql, self.run, self.row)) != 1:
+            raise ValueError("a step has exactly one of 'sql', 'run' and 'row'")
+        if self.row is not None and self.expect not in ("ok", "error"):
+            raise ValueError("'row' expects ok or error")
         if self.run == "answer-checks":
             if self.expect not in ("ok", "fires") or self.into is not None:
                 raise ValueError("'run: answer-checks' expects ok (the baseline) or fires, "
@@ -245,12 +253,48 @@ def _checks_step(session: SqlSession, step: Step, program: Program, kept: list[l
     return baseline, f"none of the answer's {len(ran)} check queries flags it"
 
 
-def _run_probe(session: SqlSession, probe: Probe, program: Program) -> str | None:
+def _parents_of_row(session: SqlSession, spec: RowSpec, maker: RowMaker,
+                    kept: list[list[str]]) -> str | None:
+    """Give a `row` step's table its parents: a row the parent table already holds (a lookup
+    the answer seeds), else a synthetic one. What went wrong, if anything."""
+    for table in maker.parents_missing(spec):
+        keys = maker.keys_of(table)
+        if keys:
+            found = session.execute(f"SELECT {', '.join(quote(k) for k in keys)} FROM "
+                                    f"{table.qualified} LIMIT 1")
+            if found:
+                maker.keep(table, {k: sql_literal(v) for k, v in zip(keys, found[0],
+                                                                     strict=True)})
+                continue
+        row, sql = maker.parent_insert(table)
+        try:
+            with session.savepoint():
+                session.execute(sql)
+        except (Rejected, Broken) as err:
+            return f"a synthetic parent row for {table.name} was refused: {err}"
+        kept.append([sql])
+        maker.keep(table, row)
+    return None
+
+
+def _run_probe(session: SqlSession, probe: Probe, program: Program, catalog: Any
+               ) -> str | None:
     """None when the probe shows the behaviour, else what went wrong."""
     kept: list[list[str]] = []
     baseline: CheckResults | None = None
+    maker = RowMaker(catalog, session.engine)
     for number, step in enumerate(probe.steps, start=1):
         label = "the answer's statements" if step.run else f"step {number}"
+        made = None
+        if step.row is not None:
+            try:
+                failure = _parents_of_row(session, step.row, maker, kept)
+                made = maker.row_insert(step.row)
+            except NotFound as err:
+                return f"{label} could not run: {err}"
+            if failure:
+                return f"{label}: {failure}"
+            label += f" (a row into {made[0].name})"
         if step.run == "answer-checks":
             baseline, failure = _checks_step(session, step, program, kept, baseline)
             if failure:
@@ -262,6 +306,8 @@ def _run_probe(session: SqlSession, probe: Probe, program: Program) -> str | Non
                 into = f" into {step.into}" if step.into else ""
                 return f"the answer has no {_WHAT[step.run]}{into} to run"
             statements = [s.sql for s in chosen]
+        elif made is not None:
+            statements = [made[2]]
         else:
             statements = [step.sql or ""]
         more = number < len(probe.steps)
@@ -279,6 +325,8 @@ def _run_probe(session: SqlSession, probe: Probe, program: Program) -> str | Non
         except Broken as err:
             return f"{label} could not run: {err}"
         kept.append(statements)
+        if made is not None:
+            maker.keep(made[0], made[1])
         if step.expect == "error":
             return f"{label} succeeded; the database should have rejected it"
         if isinstance(step.expect, list):
@@ -362,7 +410,7 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
                 failures = []
                 for probe in probes:
                     with session.savepoint(undo=True):
-                        failure = _run_probe(session, probe, program)
+                        failure = _run_probe(session, probe, program, execution.catalog)
                     if failure:
                         failures.append(f"probe '{probe.name}': {failure}")
                 notes = session.notes
