@@ -48,6 +48,28 @@ def test_a_sql_file_the_answer_does_not_show_is_not_guessed() -> None:
     assert [t.task for t in found] == ["operator 'check'"]
 
 
+@pytest.mark.parametrize("reads", [
+    'PostgresHook("dwh").run(LOAD.read_text())',
+    'PostgresHook("dwh").run(open("include/sql/load_returns.sql").read())',
+    'PostgresHook("dwh").run((Path(__file__).parent / "sql" / "load_returns.sql").read_text())',
+    'PostgresHook("dwh").run(Path("load_returns.sql").read_text(encoding="utf-8"))',
+])
+def test_a_task_that_reads_a_sql_file_runs_the_fenced_block_of_that_file(reads: str) -> None:
+    dag = SQL_FILE_DAG.split("```python")[0] + (
+        "```python\nfrom pathlib import Path\n"
+        'LOAD = Path(__file__).with_name("load_returns.sql")\n\n'
+        f"@task\ndef load():\n    {reads}\n```\n")
+    found = task_sql(Answer(dag, "file"))
+    assert [(t.task, t.sql.split()[0]) for t in found] == [("task load()", "INSERT")]
+    assert no_plain_insert(found).status == "fail"
+
+
+def test_a_file_read_that_names_no_shown_sql_file_is_not_sql() -> None:
+    dag = ("```python\nfrom pathlib import Path\n@task\ndef load():\n"
+           '    hook.run(Path("notes.txt").read_text())\n```\n')
+    assert task_sql(Answer(dag, "file")) == []
+
+
 @pytest.fixture(scope="module")
 def resources() -> Iterator[Resources]:
     with Resources() as shared:

@@ -314,8 +314,14 @@ class _Finder:
             return [left[0] + right[0]] if len(left) == 1 and len(right) == 1 else []
         if isinstance(node, ast.List | ast.Tuple):
             return [t for e in node.elts for t in self._resolve(e, depth + 1)]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):  # Path / "x.sql"
+            return [t for t in self._resolve(node.right, depth + 1) if _SQL_FILE.fullmatch(t)]
+        if isinstance(node, ast.Call) and _opens_file(node) and node.args:
+            return [t for t in self._resolve(node.args[-1], depth + 1) if _SQL_FILE.fullmatch(t)]
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             inner = self._resolve(node.func.value, depth + 1)
+            if node.func.attr in ("read_text", "read"):  # the file's text: its fenced block
+                return inner
             if node.func.attr == "format":
                 return [re.sub(r"\{[^{}]*\}", _FIELD, t) for t in inner]
             if node.func.attr in ("strip", "rstrip", "lstrip", "dedent"):
@@ -324,6 +330,15 @@ class _Finder:
                 ast.unparse(node.func).endswith("dedent")):
             return self._resolve(node.args[0], depth + 1)
         return []
+
+
+def _opens_file(node: ast.Call) -> bool:
+    """`open("x.sql")`, `Path("x.sql")`, `Path(__file__).with_name("x.sql")`,
+    `.joinpath("sql", "x.sql")`: the call names the file a task reads its SQL from."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else (
+        func.id if isinstance(func, ast.Name) else "")
+    return name in ("open", "Path", "PurePath", "with_name", "joinpath")
 
 
 # --- no-plain-insert ------------------------------------------------------------------------------
