@@ -173,3 +173,23 @@ def test_an_interrupted_live_run_says_how_to_continue_it(fake_api: FakeMessagesA
         "note: the run so far is in run; continue it with --resume run", "error: interrupted"]
     assert (run / "spec.json").is_file()
     assert list(run.glob("*.plumber-tmp")) == []
+
+
+@pytest.mark.engines
+def test_ctrl_c_mid_scoring_writes_no_report(tmp_path: Path) -> None:
+    """Ctrl-C while the shipped suite's references are scored on two workers: exit 130, one
+    line after the progress label, and no report in --out (it is written only after a run)."""
+    out = tmp_path / "out"
+    with subprocess.Popen([*PLUMBER, "eval", "run", "--evals", str(EVALS), "--answers",
+                           "references", "-j", "2", "--out", str(out)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          process_group=0) as proc:
+        assert proc.stderr is not None
+        label = proc.stderr.readline()  # the progress bar's label, as scoring starts
+        assert label.strip() == "scoring", label
+        time.sleep(1.0)  # some answers in flight, most still queued
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.splitlines() == ["error: interrupted"]
+    assert not out.exists()
