@@ -50,9 +50,13 @@ def recorded_source(folder: Path) -> AnswerSource:
 
     def answers(case: Case) -> list[Answer]:
         found = []
+        unreadable = []
         for path in sorted(case_folder(folder, case.id).glob("*.json")):
             data = read_recording(path)
-            if data is None or data.get("case_id") != case.id:
+            if data is None:
+                unreadable.append(path)
+                continue
+            if data.get("case_id") != case.id:
                 continue
             if data.get("prompt_sha256") != case.prompt_digest:
                 continue  # stale: the case's prompt changed since it was recorded
@@ -61,6 +65,11 @@ def recorded_source(folder: Path) -> AnswerSource:
             found.append((int(data.get("repeat") or 0), path.as_posix(),
                           Answer(data["response"]["text"], "recorded", path.as_posix(),
                                  meta=meta)))
+        if not found and unreadable:  # say why the one that is there does not count
+            raise RecordingMissing([Problem(
+                f"not a {RECORDING_FORMAT} version {RECORDING_VERSION} file: record case "
+                f"'{case.id}' again with a live run and --record",
+                file=unreadable[0].as_posix())])
         return [answer for _, _, answer in sorted(found, key=lambda item: item[:2])]
 
     return answers
