@@ -378,3 +378,32 @@ def test_a_view_named_like_a_table_it_reads_in_another_schema_does_not_create_it
     assert [(s.kind, s.target) for s in program.steps] == [
         ("ddl", "orders"), ("ddl", "reporting"), ("ddl", "reporting.orders"),
         ("ddl", "orders"), ("seed", "orders")]
+
+
+def test_a_table_the_case_gives_restated_by_the_answer_keeps_the_case_rows(
+        resources: Resources) -> None:
+    given = ("CREATE TABLE customers (customer_id bigint PRIMARY KEY, email text NOT NULL)",
+             "INSERT INTO customers VALUES (1, 'ada@example.com')")
+    text = ("```sql\nCREATE TABLE customers (customer_id bigint PRIMARY KEY, email text);\n"
+            "CREATE VIEW customers_masked AS SELECT customer_id, md5(email) AS email_hash "
+            "FROM customers;\n```\n")
+    program = build_program(Answer(text, "file"), "postgres", given=given)
+    assert [s.kind for s in program.steps] == ["ddl", "seed", "example", "ddl"]
+    with open_session(resources, "postgres") as session:
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert session.execute("SELECT count(*) FROM customers_masked") == [(1,)]
+
+
+def test_a_custom_setting_the_answer_reads_gets_a_placeholder_on_postgres(
+        resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE customers (customer_id bigint PRIMARY KEY, email text);\n"
+            "INSERT INTO customers VALUES (1, 'ada@example.com');\n"
+            "CREATE VIEW customers_masked AS SELECT customer_id, md5(current_setting('pii.salt')"
+            " || email) AS email_token FROM customers;\n```\n")
+    program = build_program(Answer(text, "file"), "postgres")
+    with open_session(resources, "postgres") as session:
+        execution = setup(session, program)
+        assert execution.ok, execution.failures
+        assert any("pii.salt" in note for note in execution.reported)
+        assert session.execute("SELECT count(*) FROM customers_masked") == [(1,)]

@@ -654,6 +654,7 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
     created_anywhere = _created_anywhere(raws, trees)
     remade = [(i, name) for i, (raw, tree) in enumerate(zip(raws, trees, strict=True))
                for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
+    given_tables = {_created_name(tree) for tree in trees[:len(given)]} - {None}
     steps: list[Step] = []
     created_so_far: set[str] = set()
     for position, (raw, parsed_tree) in enumerate(zip(raws, trees, strict=True)):
@@ -666,6 +667,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
             kind, note = "ddl", "swaps in the table that replaces it"
         if position < len(given) and kind in ("load", "maintenance"):
             kind, note = "seed", "the case's setup"
+        elif position >= len(given) and statement == "CREATE TABLE" and target in given_tables:
+            kind, note = "example", "restates a table the case gives"
         steps.append(Step(len(steps), kind, raw.sql, raw.sql, raw.where, statement, target,
                           note, tree))
         if kind == "ddl" and statement.startswith("CREATE") and target:

@@ -44,6 +44,7 @@ def setup(session: Session, program: Program) -> Execution:
 
     execution = Execution(program, session, Catalog(session.engine))
     execution.reported += list(program.notes)
+    _set_custom_settings(session, program, execution)
     for step in program.steps:
         if step.kind in ("example", "skip"):
             execution.reported.append(f"{step.where}: {step.statement} not run ({step.note})")
@@ -65,6 +66,23 @@ def setup(session: Session, program: Program) -> Execution:
         catalog = program.catalogs.setdefault(outcome, read_catalog(session))
     execution.catalog = catalog
     return execution
+
+
+_CUSTOM_SETTING = re.compile(r"current_setting\(\s*'([a-z_]\w*\.[a-z_][\w.]*)'", re.I)
+
+
+def _set_custom_settings(session: Session, program: Program, execution: Execution) -> None:
+    """A custom setting the answer reads (`current_setting('app.salt')`: a secret the user keeps
+    outside SQL, in postgresql.conf or ALTER DATABASE) gets a placeholder value for the session,
+    so the views and functions that read it can run; the answer's own SET still wins."""
+    if session.engine != "postgres":
+        return
+    names = sorted({m.lower() for step in program.steps
+                    for m in _CUSTOM_SETTING.findall(step.sql)})
+    for name in names:
+        session.execute(f"SELECT set_config('{name}', 'placeholder for {name}', false)")
+        execution.reported.append(f"the answer reads the setting {name}, kept outside SQL; a "
+                                  "placeholder value was set")
 
 
 def _run_step(session: Session, step: Step, program: Program, execution: Execution) -> None:
