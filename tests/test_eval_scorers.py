@@ -246,3 +246,17 @@ def test_a_row_step_with_no_fitting_table_is_a_probe_that_cannot_run(resources: 
     score = fn(answer, Context(dialect="duckdb", resources=resources))
     assert score.status == "fail" and score.blocker
     assert "could not run: no table has columns matching /status/" in score.explanation
+
+
+def test_a_row_step_keeps_a_key_it_sets_even_where_the_database_generates_it(
+        resources: Resources) -> None:
+    # a probe that says customer 1 means customer 1, though a sequence would number it
+    fn = build_check("sql_behaves", {"engine": "duckdb", "probes": [
+        {"name": "customer 7 is stored", "steps": [
+            {"row": {"table": "^customers$", "values": {"customer_id": "7"}}},
+            {"sql": "SELECT customer_id FROM customers", "expect": [[7]]}]}]})
+    answer = Answer("```sql\nCREATE SEQUENCE customer_seq;\nCREATE TABLE customers (customer_id "
+                    "BIGINT PRIMARY KEY DEFAULT nextval('customer_seq'), full_name VARCHAR NOT "
+                    "NULL);\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb", resources=resources))
+    assert score.status == "pass", score.explanation

@@ -6,8 +6,9 @@ says instead which table it means (a name pattern, and patterns its columns must
 which values it sets (column pattern -> SQL literal). The table is looked up in the answer's
 catalog; every column the step does not set gets a valid synthetic value (types, CHECK lists
 and patterns respected); the tables its foreign keys point at get a row first, so a child row
-has a parent whatever the answer called it. A column the database computes (identity,
-generated) is left to the database even when the step sets it.
+has a parent whatever the answer called it. A column the database computes (a generated
+line amount) is left to the database even when the step sets it; a key is always given, with
+OVERRIDING SYSTEM VALUE where PostgreSQL would generate it.
 """
 
 from __future__ import annotations
@@ -146,8 +147,8 @@ class RowMaker:
             column = find_column(table, key)
             if column is None:  # find_table made sure every key fits
                 raise NotFound(f"no column of {table.name} matches /{key}/")
-            if column.generated:
-                row.pop(column.name, None)
+            if column.generated and column.name not in self.keys_of(table):
+                row.pop(column.name, None)  # computed: the database's to fill
             else:
                 row[column.name] = value
         return table, row, _insert(table, row, self.engine)
