@@ -260,3 +260,19 @@ def test_a_row_step_keeps_a_key_it_sets_even_where_the_database_generates_it(
                     "NULL);\n```\n", "file")
     score = fn(answer, Context(dialect="duckdb", resources=resources))
     assert score.status == "pass", score.explanation
+
+
+def test_a_row_step_tries_a_columns_alternatives_in_order(resources: Resources) -> None:
+    # `started_at` and `ended_at` come first, yet `period_start|start` means the period's
+    # start: were they chosen, the backwards period would be stored and the probe fail
+    fn = build_check("sql_behaves", {"engine": "duckdb", "probes": [
+        {"name": "a period that ends before it starts is rejected", "steps": [
+            {"row": {"table": "subscri", "values": {"period_start|start": "'2024-02-01'",
+                                                    "period_end|end": "'2024-01-01'"}},
+             "expect": "error"}]}]})
+    answer = Answer("```sql\nCREATE TABLE subscription (id INT PRIMARY KEY, "
+                    "started_at DATE NOT NULL, ended_at DATE, current_period_start DATE NOT "
+                    "NULL, current_period_end DATE NOT NULL, "
+                    "CHECK (current_period_end > current_period_start));\n```\n", "file")
+    score = fn(answer, Context(dialect="duckdb", resources=resources))
+    assert score.status == "pass", score.explanation

@@ -36,8 +36,8 @@ class RowSpec(BaseModel):
         "have (searched, case-insensitive): the table matching most of them is preferred.")
     values: dict[str, str] = Field(
         default_factory=dict, description="Column -> SQL literal. The key is a regular "
-        "expression: the column it matches whole, else the first column it is found in; the "
-        "table must have a column for every key.")
+        "expression: the column it matches whole, else the first column its first alternative "
+        "is found in, then its second; the table must have a column for every key.")
 
 
 _ENUM = re.compile(r"enum\(\s*('(?:[^']|'')*')", re.I)
@@ -51,10 +51,33 @@ def _pattern(text: str) -> re.Pattern[str]:
     return re.compile(text, re.I)
 
 
+def _alternatives(key: str) -> list[str]:
+    """`key`'s top-level alternatives, in order: `period_start|start` -> both."""
+    out, depth, start = [], 0, 0
+    for i, char in enumerate(key):
+        if char == "(" and key[i - 1:i] != "\\":
+            depth += 1
+        elif char == ")" and key[i - 1:i] != "\\":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            out.append(key[start:i])
+            start = i + 1
+    return [*out, key[start:]]
+
+
 def find_column(table: Table, key: str) -> Column | None:
+    """The column `key` means: one it matches whole, else the first column its first
+    alternative is found in, then its second (so `period_start|start` takes
+    `current_period_start` before `started_at`)."""
     pattern = _pattern(key)
     exact = next((c for c in table.columns if pattern.fullmatch(c.name)), None)
-    return exact or next((c for c in table.columns if pattern.search(c.name)), None)
+    if exact is not None:
+        return exact
+    for alternative in _alternatives(key):
+        found = next((c for c in table.columns if _pattern(alternative).search(c.name)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def find_table(catalog: Catalog, spec: RowSpec) -> Table:
