@@ -84,7 +84,8 @@ def test_run_flawed_answers_exits_1_with_actionable_reasons(tmp_path: Path) -> N
                      env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 1, result.output
     assert "events.user_id is nullable; add NOT NULL" in result.output
-    assert "step 2 succeeded; the database should have rejected it" in result.output
+    assert "step 1 (a row into events) succeeded; the database should have rejected it" \
+        in result.output
     junit = ET.parse(tmp_path / "o" / "junit.xml").getroot()
     failures = junit.findall(".//failure")
     assert len(failures) == len(list((EVALS / "answers" / "schema-events-postgres").glob(
