@@ -361,7 +361,7 @@ def _find_own_schemas(session: Any, catalog: Any) -> None:
                         + "'")
 
 
-@scorer("sql_behaves", version=3)
+@scorer("sql_behaves", version=4)
 def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None,
                 setup: list[str] | None = None) -> ScoreFn:
     """Run the answer's setup in a sandbox, then each probe; every probe must behave (a
@@ -369,7 +369,8 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
 
     `setup` holds the case's own statements, run before the answer's in the same database:
     the tables a prompt says already exist, which an answer that only adds indexes or views
-    rightly never creates.
+    rightly never creates. A `row` step names a table and columns by role where the prompt
+    fixes no names (`probe_rows`).
 
     Passes: probe `{name: a NULL user_id is rejected, steps: [{sql: "INSERT INTO events
             (event_id, user_id) VALUES (1, NULL)", expect: error}]}` on
