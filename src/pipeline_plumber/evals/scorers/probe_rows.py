@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..execution.catalog import Catalog, Column, Table, quote
 from ..execution.synth import Row, literal, rows
+
+# a case is input from others: its patterns are short and must compile
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class RowSpec(BaseModel):
@@ -28,16 +32,25 @@ class RowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    table: str | None = Field(
+    table: Pattern | None = Field(
         default=None, description="A regular expression on the table's name, preferred among "
         "the tables that fit (`^invoice_lines$` for a name the prompt fixes).")
-    having: list[str] = Field(
-        default_factory=list, description="Regular expressions for columns the table should "
-        "have (searched, case-insensitive): the table matching most of them is preferred.")
-    values: dict[str, str] = Field(
-        default_factory=dict, description="Column -> SQL literal. The key is a regular "
-        "expression: the column it matches whole, else the first column its first alternative "
-        "is found in, then its second; the table must have a column for every key.")
+    having: list[Pattern] = Field(
+        default_factory=list, max_length=20, description="Regular expressions for columns the "
+        "table should have (searched, case-insensitive): the table matching most is preferred.")
+    values: dict[Pattern, str] = Field(
+        default_factory=dict, max_length=50, description="Column -> SQL literal. The key is a "
+        "regular expression: the column it matches whole, else the first column its first "
+        "alternative is found in, then its second; the table must have a column for each key.")
+
+    @model_validator(mode="after")
+    def _patterns_compile(self) -> RowSpec:
+        for pattern in [*([self.table] if self.table else []), *self.having, *self.values]:
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"/{pattern}/ is not a regular expression: {err}") from None
+        return self
 
 
 _ENUM = re.compile(r"enum\(\s*('(?:[^']|'')*')", re.I)
