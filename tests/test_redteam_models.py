@@ -213,3 +213,32 @@ def test_case_probes_find_tables_the_answer_puts_in_a_schema_of_its_own(
     ctx = Context(dialect=engine, resources=resources)
     score = sql_behaves(probes=[probe])(Answer(text, "file"), ctx)
     assert score.status == "pass", score.explanation
+
+
+PARTITIONED_EVENTS = """```sql
+CREATE TABLE events (event_id bigint NOT NULL, occurred_at timestamptz NOT NULL,
+    PRIMARY KEY (event_id, occurred_at)) PARTITION BY RANGE (occurred_at);
+CREATE TABLE events_2024_05 PARTITION OF events
+    FOR VALUES FROM ('2024-05-01 00:00+00') TO ('2024-06-01 00:00+00');
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE INDEX CONCURRENTLY events_time ON events_2024_05 (occurred_at);
+```
+
+Retention, monthly:
+
+```sql
+ALTER TABLE events DETACH PARTITION {detached} CONCURRENTLY;
+DROP TABLE {detached};
+```
+"""
+
+
+def test_concurrent_ddl_and_retention_of_an_illustrative_month_are_not_failures(
+        resources: Resources) -> None:
+    illustrative = _findings(PARTITIONED_EVENTS.format(detached="events_2023_05"), "partition",
+                             "postgres", resources)
+    assert illustrative["maintenance-runs"].status == "n/a"
+    assert "events_2023_05" in illustrative["maintenance-runs"].detail
+    own = _findings(PARTITIONED_EVENTS.format(detached="events_2024_05"), "partition",
+                    "postgres", resources)
+    assert own["maintenance-runs"].status == "pass", own["maintenance-runs"].detail

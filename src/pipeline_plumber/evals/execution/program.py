@@ -669,8 +669,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
             kind, note = "seed", "the case's setup"
         elif position >= len(given) and statement == "CREATE TABLE" and target in given_tables:
             kind, note = "example", "restates a table the case gives"
-        steps.append(Step(len(steps), kind, raw.sql, raw.sql, raw.where, statement, target,
-                          note, tree))
+        steps.append(Step(len(steps), kind, _in_transaction(raw.sql), raw.sql, raw.where,
+                          statement, target, note, tree))
         if kind == "ddl" and statement.startswith("CREATE") and target:
             created_so_far.add(target)
         if statement == "CREATE TASK":
@@ -689,6 +689,19 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
 
         program = to_duckdb(program)
     return _with_schemas(program)
+
+
+_CONCURRENTLY = re.compile(
+    r"^((?:\s*--[^\n]*\n)*\s*(?:CREATE\s+(?:UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX\s+\w+)\s+)"
+    r"CONCURRENTLY\b"
+    r"|(\bDETACH\s+PARTITION\s+[\w.\"]+\s+)CONCURRENTLY\b", re.I)
+
+
+def _in_transaction(sql: str) -> str:
+    """`sql` as it can run inside the transaction every answer runs in: CONCURRENTLY (which
+    PostgreSQL refuses in a transaction block) dropped from index builds and partition
+    detaches; on an idle sandbox database it changes locking, not the result."""
+    return _CONCURRENTLY.sub(lambda m: m.group(1) or m.group(2), sql)
 
 
 def _created_anywhere(raws: list[_Raw], trees: list[Any]) -> set[str]:
