@@ -23,6 +23,7 @@ from pipeline_plumber.live.report import (
     read_report,
 )
 from pipeline_plumber.live.request import WorkItem
+from support.cli import plumber
 
 
 def build(rows: Sequence[tuple[str, int, int]], *, baseline: bool = False,
@@ -49,9 +50,16 @@ def write(folder: Path, data: object) -> Path:
     return folder
 
 
-def plumber_compare(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline_plumber", "eval", "compare", str(a),
-                           str(b)], capture_output=True, text=True, check=False, timeout=60)
+def plumber_compare(a: Path, b: Path, *, process: bool = False
+                    ) -> subprocess.CompletedProcess[str]:
+    """`plumber eval compare A B`, in-process, or as a real process where what the terminal
+    gets (no traceback, exit code) is the point."""
+    args = ["eval", "compare", str(a), str(b)]
+    if process:
+        return subprocess.run([sys.executable, "-m", "pipeline_plumber", *args],
+                              capture_output=True, text=True, check=False, timeout=60)
+    result = plumber(*args)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def test_what_a_run_writes_reads_back_as_the_same_report(tmp_path: Path) -> None:
@@ -115,7 +123,7 @@ def test_a_malformed_report_is_one_line_naming_the_file(tmp_path: Path, name: st
     with pytest.raises(InputError) as err:
         read_report(bad / REPORT_JSON)
     assert len(err.value.problems) == 1
-    cli = plumber_compare(good, bad)
+    cli = plumber_compare(good, bad, process=name == "not-json")
     assert cli.returncode == 2, cli.stderr
     assert "Traceback" not in cli.stderr and cli.stdout == ""
     line, = cli.stderr.splitlines()
