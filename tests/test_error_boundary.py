@@ -193,3 +193,26 @@ def test_ctrl_c_mid_scoring_writes_no_report(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert stderr.splitlines() == ["error: interrupted"]
     assert not out.exists()
+
+
+CTRL_C_WHILE_IMPORTING = """
+import sys
+
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pipeline_plumber.cli":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["plumber", "--help"]
+from pipeline_plumber.entry import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_cli_is_still_importing_is_one_line_and_130() -> None:
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_IMPORTING], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == EXIT_INTERRUPTED
+    assert done.stderr == "error: interrupted\n" and done.stdout == ""
