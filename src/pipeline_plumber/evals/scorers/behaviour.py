@@ -361,6 +361,36 @@ def _find_own_schemas(session: Any, catalog: Any) -> None:
                         + "'")
 
 
+def _program_to_probe(answer: Answer, ctx: Context, engine: Literal["duckdb", "postgres"] | None,
+                      setup: tuple[str, ...], probes: list[Probe]
+                      ) -> tuple[Program, Engine] | Score:
+    """The answer's Program on the engine the probes run on, or the Score that ends the check
+    before anything runs (no sandbox for the dialect, SQL that cannot be split or translated,
+    nothing of the answer's own to run)."""
+    from ..execution.program import WAREHOUSES, build_program
+
+    given = engine or ctx.dialect or ""
+    if given not in ("duckdb", "postgres"):
+        return Score.fail(f"no sandbox runs {given or 'an unnamed dialect'}; set engine")
+    name: Engine = "duckdb" if given == "duckdb" else "postgres"
+    dialect = ctx.dialect if ctx.dialect in WAREHOUSES and name == "duckdb" else name
+    program = build_program(answer, dialect, ctx.prompt, setup)
+    if program.error:
+        return Score.fail(program.error, blocker=True)
+    if program.not_executed:
+        return Score.not_scored(f"not executed: {program.not_executed}")
+    # an answer to a prompt whose tables exist (the case's setup) may rightly bring only
+    # its loads, or only its checks
+    runs_checks = any(step.run == "answer-checks" for p in probes for step in p.steps)
+    own = program.of_kind("load", "maintenance", *(("query",) if runs_checks else ()))
+    if len(program.setup) <= len(setup) and not (setup and own):
+        shown = [f"{s.where}: {s.statement} not run ({s.note})"
+                 for s in program.of_kind("example")]
+        return Score.fail(f"the answer has no DDL to run on {name}" + _reported(shown),
+                          blocker=True)
+    return program, name
+
+
 @scorer("sql_behaves", version=4)
 def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | None = None,
                 setup: list[str] | None = None) -> ScoreFn:
@@ -380,28 +410,12 @@ def sql_behaves(*, probes: list[Probe], engine: Literal["duckdb", "postgres"] | 
     """
 
     def score(answer: Answer, ctx: Context) -> Score:
-        from ..execution.program import WAREHOUSES, build_program
         from ..execution.run import setup as run_setup
 
-        given = engine or ctx.dialect or ""
-        if given not in ("duckdb", "postgres"):
-            return Score.fail(f"no sandbox runs {given or 'an unnamed dialect'}; set engine")
-        name: Engine = "duckdb" if given == "duckdb" else "postgres"
-        dialect = ctx.dialect if ctx.dialect in WAREHOUSES and name == "duckdb" else name
-        program = build_program(answer, dialect, ctx.prompt, tuple(setup or ()))
-        if program.error:
-            return Score.fail(program.error, blocker=True)
-        if program.not_executed:
-            return Score.not_scored(f"not executed: {program.not_executed}")
-        # an answer to a prompt whose tables exist (the case's setup) may rightly bring only
-        # its loads, or only its checks
-        runs_checks = any(step.run == "answer-checks" for p in probes for step in p.steps)
-        own = program.of_kind("load", "maintenance", *(("query",) if runs_checks else ()))
-        if len(program.setup) <= len(setup or ()) and not (setup and own):
-            shown = [f"{s.where}: {s.statement} not run ({s.note})"
-                     for s in program.of_kind("example")]
-            return Score.fail(f"the answer has no DDL to run on {name}" + _reported(shown),
-                              blocker=True)
+        prepared = _program_to_probe(answer, ctx, engine, tuple(setup or ()), probes)
+        if isinstance(prepared, Score):
+            return prepared
+        program, name = prepared
         try:
             with ctx.resources.answer_session(name) as session:
                 execution = run_setup(session, program)
