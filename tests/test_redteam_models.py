@@ -242,3 +242,23 @@ def test_concurrent_ddl_and_retention_of_an_illustrative_month_are_not_failures(
     own = _findings(PARTITIONED_EVENTS.format(detached="events_2024_05"), "partition",
                     "postgres", resources)
     assert own["maintenance-runs"].status == "pass", own["maintenance-runs"].detail
+
+
+def _case_check(case_id: str, check_id: str, text: str, resources: Resources) -> str:
+    from pathlib import Path
+
+    from pipeline_plumber.evals.cases import load_checklists, load_suite
+    from pipeline_plumber.evals.scoring import score_case
+
+    root = Path(__file__).resolve().parents[1]
+    suite = load_suite(root / "evals", load_checklists(root / "kb"), with_answers=False)
+    case = next(c for c in suite.cases if c.id == case_id)
+    result = score_case(case, Answer(text, "file"), resources=resources)
+    return next(r.status for r in result.checks if r.id == check_id)
+
+
+def test_an_art_index_for_a_duckdb_date_range_is_refused(resources: Resources) -> None:
+    point = "```sql\nCREATE UNIQUE INDEX orders_id ON orders (order_id);\n```\n"
+    ranges = point + "```sql\nCREATE INDEX orders_day ON orders (order_date);\n```\n"
+    assert _case_check("index-duckdb-lookups", "behaves", point, resources) == "pass"
+    assert _case_check("index-duckdb-lookups", "behaves", ranges, resources) == "fail"
