@@ -475,6 +475,40 @@ def _maintenance(session: Session, program: Program) -> Finding:
     return Finding.passed(prop, f"{len(steps)} maintenance statement(s) ran on the loaded data")
 
 
+def _one_row_with_latest(prop: str, flow: Flow, column: Column, got: list[str] | None,
+                         latest: str) -> Finding:
+    """After a batch with three changes to one key: one row, holding the latest change where
+    the answer orders changes."""
+    if got is None:
+        return Finding.not_applicable(prop, f"{column.name} is not copied to {flow.target.name}")
+    if len(got) != 1:
+        return Finding.failed(prop, f"{len(got)} rows for one key after a batch with three "
+                              "changes to it")
+    if flow.order is not None and got != [latest]:
+        return Finding.failed(prop, f"{flow.target.name}.{column.name} is {got[0]}, not the "
+                              f"latest change {latest} (by {flow.order.name})")
+    return Finding.passed(prop, "three changes to one key in one batch left one row"
+                          + (" with the latest" if flow.order else ""))
+
+
+def _late_older_change(prop: str, session: Session, flow: Flow, column: Column, first: Row,
+                       batch: list[Row]) -> Finding:
+    """A change older than every stored one, loaded next, must not win (where the answer claims
+    the latest change wins)."""
+    if not flow.ordered or flow.order is None:
+        return Finding.not_applicable(prop, "the answer does not claim that the latest change "
+                                      "wins")
+    older = {**_changed(flow, first, 0, 3, column), flow.order.name: literal(flow.order, -10)}
+    _replace(session, flow.data, [older, *batch[1:]])
+    run_load(session, flow)
+    now = _target_value(session, flow, first, column.name)
+    stale = _value_of(session, older[column.name], flow.target.column(column.name))
+    if now is not None and stale in now:
+        return Finding.failed(prop, f"an older change arriving late overwrote "
+                              f"{flow.target.name}.{column.name} with {stale}")
+    return Finding.passed(prop, "an older change arriving late did not win")
+
+
 def _several_changes_scenario(session: Session, catalog: Catalog, flow: Flow
                               ) -> dict[str, Finding]:
     """Three changes to one key in one batch, shuffled; then a change older than all of them."""
@@ -501,35 +535,9 @@ def _several_changes_scenario(session: Session, catalog: Catalog, flow: Flow
             raise _NotApplicable(f"{flow.data.name} keeps one row per key ({err})") from err
         run_load(session, flow)
         latest = _value_of(session, changes[1][column.name], flow.target.column(column.name))
-        got = _target_value(session, flow, first, column.name)
-        if got is None:
-            out[several] = Finding.not_applicable(several, f"{column.name} is not copied to "
-                                                  f"{flow.target.name}")
-        elif len(got) != 1:
-            out[several] = Finding.failed(several, f"{len(got)} rows for one key after a batch "
-                                          "with three changes to it")
-        elif flow.order is not None and got != [latest]:
-            out[several] = Finding.failed(several, f"{flow.target.name}.{column.name} is "
-                                          f"{got[0]}, not the latest change {latest} "
-                                          f"(by {flow.order.name})")
-        else:
-            out[several] = Finding.passed(several, "three changes to one key in one batch left "
-                                          "one row" + (" with the latest" if flow.order else ""))
-        if not flow.ordered or flow.order is None:
-            out[late] = Finding.not_applicable(late, "the answer does not claim that the latest "
-                                               "change wins")
-            return out
-        older = {**_changed(flow, first, 0, 3, column), flow.order.name: literal(
-            flow.order, -10)}
-        _replace(session, flow.data, [older, *batch[1:]])
-        run_load(session, flow)
-        now = _target_value(session, flow, first, column.name)
-        stale = _value_of(session, older[column.name], flow.target.column(column.name))
-        if now is not None and stale in now:
-            out[late] = Finding.failed(late, f"an older change arriving late overwrote "
-                                       f"{flow.target.name}.{column.name} with {stale}")
-        else:
-            out[late] = Finding.passed(late, "an older change arriving late did not win")
+        out[several] = _one_row_with_latest(
+            several, flow, column, _target_value(session, flow, first, column.name), latest)
+        out[late] = _late_older_change(late, session, flow, column, first, batch)
     except LoadFailed as err:
         for prop in (several, late):
             out.setdefault(prop, _load_failed(prop, err))
