@@ -262,3 +262,15 @@ def test_an_art_index_for_a_duckdb_date_range_is_refused(resources: Resources) -
     ranges = point + "```sql\nCREATE INDEX orders_day ON orders (order_date);\n```\n"
     assert _case_check("index-duckdb-lookups", "behaves", point, resources) == "pass"
     assert _case_check("index-duckdb-lookups", "behaves", ranges, resources) == "fail"
+
+
+def test_a_spot_check_under_how_to_verify_is_not_a_proposed_select_star() -> None:
+    from pipeline_plumber.evals.scorers.sql import sql_no_select_star
+
+    rewrite = ("```sql\nCREATE VIEW leaders AS SELECT category, product_id FROM sales;\n```\n")
+    check = "\n## How to verify\n\n```sql\nSELECT * FROM leaders;\n```\n"
+    proposed = "\nThen read it:\n\n```sql\nSELECT * FROM leaders;\n```\n"
+    score = sql_no_select_star()
+    ctx = Context(dialect="duckdb")
+    assert score(Answer(rewrite + check, "file"), ctx).status == "pass"
+    assert score(Answer(rewrite + proposed, "file"), ctx).status == "fail"

@@ -205,8 +205,8 @@ def _quoted_statements(prompt: str, dialect: str) -> frozenset[str]:
 
 @scorer("sql_no_select_star")
 def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
-    """No proposed query selects `*` (COUNT(*) is fine; queries quoted from the prompt are not
-    proposals and are skipped).
+    """No proposed query selects `*` (COUNT(*) is fine; queries quoted from the prompt, and the
+    spot checks of a How to verify section, are not proposals and are skipped).
 
     Passes: `SELECT o.order_id, o.total FROM orders o WHERE ...`.
     Fails:  `SELECT * FROM orders WHERE ...` with "SQL block 2 (line 9) selects * from orders;
@@ -216,12 +216,18 @@ def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
     def score(answer: Answer, ctx: Context) -> Score:
         from sqlglot import exp
 
+        from ..execution.program import _HEADING, _VERIFY
+
         name, note = ctx.dialect_for(answer, dialect)
         if not answer.sql_blocks:
             return _no_sql(note)
         quoted = _quoted_statements(ctx.prompt, name)
+        prose = answer.prose.splitlines()
         for parsed, statement in statements(answer, name):
             if quoted and _normalised(statement, name) in quoted:
+                continue
+            if _VERIFY.match(next((line.strip() for line in reversed(prose[:parsed.block.line - 1])
+                                   if _HEADING.match(line)), "")):
                 continue
             for select in statement.find_all(exp.Select):
                 for projection in select.expressions:
