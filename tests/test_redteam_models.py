@@ -4,12 +4,15 @@ each holds the one error a senior data engineer would catch, and the family name
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pipeline_plumber.evals.answers import Answer
+from pipeline_plumber.evals.cases import load_checklists, load_suite
 from pipeline_plumber.evals.execution.properties import Finding, run_family
 from pipeline_plumber.evals.scorers import Context, Resources
+from pipeline_plumber.evals.scoring import CaseResult, score_case
 
 pytestmark = pytest.mark.engines  # answers run on PostgreSQL and DuckDB
 
@@ -244,16 +247,16 @@ def test_concurrent_ddl_and_retention_of_an_illustrative_month_are_not_failures(
     assert own["maintenance-runs"].status == "pass", own["maintenance-runs"].detail
 
 
-def _case_check(case_id: str, check_id: str, text: str, resources: Resources) -> str:
-    from pathlib import Path
-
-    from pipeline_plumber.evals.cases import load_checklists, load_suite
-    from pipeline_plumber.evals.scoring import score_case
-
+def _score_case(case_id: str, text: str, resources: Resources) -> CaseResult:
+    """Grade `text` as `plumber eval score --case` does: the case's checks and its rubric."""
     root = Path(__file__).resolve().parents[1]
     suite = load_suite(root / "evals", load_checklists(root / "kb"), with_answers=False)
     case = next(c for c in suite.cases if c.id == case_id)
-    result = score_case(case, Answer(text, "file"), resources=resources)
+    return score_case(case, Answer(text, "file"), suite.rubric_for(case), resources=resources)
+
+
+def _case_check(case_id: str, check_id: str, text: str, resources: Resources) -> str:
+    result = _score_case(case_id, text, resources)
     return next(r.status for r in result.checks if r.id == check_id)
 
 
@@ -274,3 +277,33 @@ def test_a_spot_check_under_how_to_verify_is_not_a_proposed_select_star() -> Non
     ctx = Context(dialect="duckdb")
     assert score(Answer(rewrite + check, "file"), ctx).status == "pass"
     assert score(Answer(rewrite + proposed, "file"), ctx).status == "fail"
+
+
+EVENTS = """```sql
+CREATE TABLE users (user_id bigint PRIMARY KEY, email text NOT NULL);
+CREATE TABLE events (event_id uuid NOT NULL, user_id bigint NOT NULL, event_type text NOT NULL,
+    occurred_at timestamptz NOT NULL, received_at timestamptz NOT NULL DEFAULT now(),
+    properties jsonb NOT NULL DEFAULT '{}');
+ALTER TABLE events ADD PRIMARY KEY (event_id);
+ALTER TABLE events ADD FOREIGN KEY (user_id) REFERENCES users (user_id);
+ALTER TABLE events ADD CHECK (event_type IN ('app_open', 'view_item', '{cart}', 'purchase'));
+```
+
+## How to verify
+
+```sql
+SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass;
+```
+"""
+
+
+def _case_verdict(case_id: str, text: str, resources: Resources) -> str:
+    return _score_case(case_id, text, resources).status
+
+
+def test_an_undocumented_correct_table_passes_and_a_misspelt_event_type_fails(
+        resources: Resources) -> None:
+    assert _case_verdict("schema-events-postgres", EVENTS.replace("{cart}", "add_to_cart"),
+                         resources) == "pass"
+    assert _case_verdict("schema-events-postgres", EVENTS.replace("{cart}", "add_to_card"),
+                         resources) == "fail"
