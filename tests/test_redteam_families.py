@@ -3,6 +3,7 @@ outside the project: each test holds the property that the answer exposed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -312,3 +313,85 @@ GRANT SELECT ON partner_members TO partner;
 """
     found = findings(text, "governance", "postgres", resources)
     assert found["pii-hash-salted"][0] == status, found["pii-hash-salted"]
+
+
+SCRATCH_TABLE_LOAD = """\
+```sql
+CREATE TABLE stg_orders (order_id BIGINT, status VARCHAR, updated_at TIMESTAMPTZ);
+CREATE TABLE orders (order_id BIGINT PRIMARY KEY, status VARCHAR, updated_at TIMESTAMPTZ);
+```
+
+```sql
+BEGIN TRANSACTION;
+{drop_first}CREATE {temp}TABLE order_batch AS
+SELECT order_id, status, updated_at FROM stg_orders;
+INSERT INTO orders SELECT * FROM order_batch ON CONFLICT (order_id) DO UPDATE
+    SET status = excluded.status, updated_at = excluded.updated_at;
+{drop_last}COMMIT;
+```
+"""
+
+
+@pytest.mark.parametrize(("temp", "drop_first", "drop_last"), [
+    ("OR REPLACE TEMP ", "", "DROP TABLE order_batch;\n"),
+    ("TEMPORARY ", "DROP TABLE IF EXISTS order_batch;\n", ""),
+    ("", "", "DROP TABLE order_batch;\n"),
+])
+def test_a_scratch_table_filled_by_each_run_belongs_to_the_load(
+        temp: str, drop_first: str, drop_last: str) -> None:
+    from pipeline_plumber.evals.execution.program import build_program
+
+    text = SCRATCH_TABLE_LOAD.format(temp=temp, drop_first=drop_first, drop_last=drop_last)
+    program = build_program(Answer(text, "file"), "duckdb")
+    kinds = {(s.statement, s.target): s.kind for s in program.steps}
+    assert kinds[("CREATE TABLE", "order_batch")] == "load"
+    assert kinds[("CREATE TABLE", "orders")] == "ddl"
+    assert all(kind == "load" for (statement, target), kind in kinds.items()
+               if statement == "DROP")
+
+
+def test_a_table_filled_once_by_the_setup_stays_setup() -> None:
+    from pipeline_plumber.evals.execution.program import build_program
+
+    text = SCRATCH_TABLE_LOAD.format(temp="", drop_first="", drop_last="")
+    program = build_program(Answer(text, "file"), "duckdb")
+    assert {s.target: s.kind for s in program.steps if s.statement == "CREATE TABLE"}[
+        "order_batch"] != "load"
+
+
+def test_an_airflow_template_in_a_literal_is_rendered_for_a_sample_run() -> None:
+    from pipeline_plumber.evals.execution.program import build_program
+
+    text = ("```sql\nCREATE TABLE sales (sale_id bigint PRIMARY KEY, run_date date);\n"
+            "CREATE TABLE stg_sales (sale_id bigint);\n```\n\n```sql\n"
+            "DELETE FROM sales WHERE run_date = '{{ ds }}'\n"
+            "  AND run_date < '{{ data_interval_end | ds }}';\n"
+            "INSERT INTO sales SELECT sale_id, DATE '{{ ds }}' FROM stg_sales;\n```\n")
+    loads = [s.sql for s in build_program(Answer(text, "file"), "postgres").steps
+             if s.kind == "load"]
+    assert "'2024-06-01'" in loads[0] and "'2024-06-02'" in loads[0]
+    assert "DATE '2024-06-01'" in loads[1]
+    assert not any("jinja" in sql for sql in loads)
+
+
+@pytest.mark.parametrize("format_check", [
+    "currency !~ '^[A-Z]{3}$'",
+    "NOT (currency ~ '^[A-Z]{3}$')",
+    "NOT regexp_matches(currency, '^[A-Z]{3}$')",
+])
+def test_a_format_check_written_as_a_negated_match_is_quiet_on_a_clean_batch(
+        format_check: str) -> None:
+    from pipeline_plumber.evals.execution.catalog import Column, Table
+    from pipeline_plumber.evals.execution.families.dq import (
+        Check,
+        _clean_rows,
+        _with_stated_formats,
+    )
+
+    table = Table("public", "stg_payments", (Column("payment_id", "bigint", True),
+                                             Column("currency", "text", True)))
+    check = Check("SQL block 1, statement 1",
+                  f"SELECT * FROM stg_payments WHERE currency IS NULL OR {format_check}", "rows")
+    clean = _clean_rows(_with_stated_formats([check], table), {})
+    assert all(re.fullmatch(r"'[A-Z]{3}'", row["currency"]) for row in clean)
+    assert _clean_rows(table, {})[0]["currency"] == "'currency_1'"

@@ -153,13 +153,41 @@ class _Raw:
     section: str = ""  # the heading the block sits under ("How to verify")
 
 
+# An Airflow task's SQL is a Jinja template of the run: it is executed as the daily run of
+# 2024-06-01 (data interval 2024-06-01 00:00 to 2024-06-02 00:00 UTC), so a date a template
+# puts in a literal is a date, not a placeholder the engine refuses.
+_SAMPLE_RUN = {
+    "ds": "2024-06-01", "ds_nodash": "20240601",
+    "data_interval_start": "2024-06-01T00:00:00+00:00",
+    "data_interval_end": "2024-06-02T00:00:00+00:00",
+    "logical_date": "2024-06-01T00:00:00+00:00", "ts": "2024-06-01T00:00:00+00:00",
+    "ts_nodash": "20240601T000000", "prev_ds": "2024-05-31", "next_ds": "2024-06-02",
+    "prev_data_interval_start_success": "2024-05-31T00:00:00+00:00",
+    "prev_data_interval_end_success": "2024-06-01T00:00:00+00:00",
+    "macros.ds_add(ds, -1)": "2024-05-31", "macros.ds_add(ds, 1)": "2024-06-02",
+}
+_RUN_MACRO = re.compile(
+    r"\{\{\s*(" + "|".join(re.escape(k) for k in sorted(_SAMPLE_RUN, key=len, reverse=True))
+    + r")\s*(?:\|\s*(ds|ts)\s*)?\}\}")
+
+
+def _with_sample_run(code: str) -> str:
+    """`code` with Airflow's run macros (`{{ ds }}`, `{{ data_interval_start }}`, ...) rendered
+    for the sample run; `| ds` keeps the date part."""
+    def render(match: re.Match[str]) -> str:
+        value = _SAMPLE_RUN[re.sub(r"\s+", " ", match.group(1))]
+        return value[:10] if match.group(2) == "ds" else value
+
+    return _RUN_MACRO.sub(render, code) if "{{" in code else code
+
+
 def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
     """(statement, the comments and blanks before it, the comment after its semicolon on the
     same line) for each statement of `code`."""
     from sqlglot.dialects.dialect import Dialect
     from sqlglot.tokenizer_core import TokenType
 
-    text = _META.sub(lambda m: " " * len(m.group(0)), without_jinja(code))
+    text = _META.sub(lambda m: " " * len(m.group(0)), without_jinja(_with_sample_run(code)))
     tokens = Dialect.get_or_raise(dialect).tokenize(text)
     out: list[tuple[str, str, str]] = []
     current: list[Any] = []
@@ -655,6 +683,7 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
     remade = [(i, name) for i, (raw, tree) in enumerate(zip(raws, trees, strict=True))
                for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
     given_tables = {_created_name(tree) for tree in trees[:len(given)]} - {None}
+    scratch = _scratch_tables(raws, trees)
     steps: list[Step] = []
     created_so_far: set[str] = set()
     for position, (raw, parsed_tree) in enumerate(zip(raws, trees, strict=True)):
@@ -665,6 +694,9 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
         if statement == "DROP" and kind == "maintenance" and any(
                 i > position and name == target for i, name in remade):
             kind, note = "ddl", "swaps in the table that replaces it"
+        if target in scratch and position >= len(given) and statement in (
+                "CREATE TABLE", "DROP"):
+            kind, note = "load", "a scratch table each run of the load fills and drops"
         if position < len(given) and kind in ("load", "maintenance"):
             kind, note = "seed", "the case's setup"
         elif position >= len(given) and statement == "CREATE TABLE" and target in given_tables:
@@ -702,6 +734,40 @@ def _in_transaction(sql: str) -> str:
     PostgreSQL refuses in a transaction block) dropped from index builds and partition
     detaches; on an idle sandbox database it changes locking, not the result."""
     return _CONCURRENTLY.sub(lambda m: m.group(1) or m.group(2), sql)
+
+
+_FILLED_FROM_QUERY = re.compile(r"\bAS\s*\(?\s*(?:SELECT|WITH|FROM)\b", re.I)
+
+
+def _scratch_tables(raws: list[_Raw], trees: list[Any]) -> set[str]:
+    """Tables the load makes for itself: a temporary table filled by a query, or one filled by
+    a query that the answer drops again later (`CREATE TEMP TABLE batch AS SELECT .. FROM stg`
+    before the merge). They hold each run's rows, so they belong to the load, not the setup."""
+    from sqlglot import exp
+
+    filled: dict[str, int] = {}
+    temporary: set[str] = set()
+    for position, (raw, tree) in enumerate(zip(raws, trees, strict=True)):
+        words = _words(raw.sql)
+        if words[:1] != ["CREATE"] or "TABLE" not in words[:6]:
+            continue
+        if isinstance(tree, exp.Create):
+            name, query = _created_name(tree), tree.expression is not None
+            temp = tree.find(exp.TemporaryProperty) is not None
+        else:
+            name = _regex_target(words, raw.sql)
+            query = bool(_FILLED_FROM_QUERY.search(raw.sql))
+            temp = bool({"TEMP", "TEMPORARY"} & set(words[:words.index("TABLE")]))
+        if name and query:
+            filled.setdefault(name, position)
+            if temp:
+                temporary.add(name)
+    dropped_later = {
+        _regex_target(_words(raw.sql), raw.sql) for position, raw in enumerate(raws)
+        if _words(raw.sql)[:2] == ["DROP", "TABLE"]
+        and any(p < position for n, p in filled.items()
+                if n == _regex_target(_words(raw.sql), raw.sql))}
+    return temporary | (set(filled) & dropped_later)
 
 
 def _created_anywhere(raws: list[_Raw], trees: list[Any]) -> set[str]:

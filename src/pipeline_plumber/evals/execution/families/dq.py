@@ -89,6 +89,7 @@ def dq_family(probe: ProbeInput) -> list[Finding]:
         return [Finding.not_applicable(p, reason) for p in PROPERTIES]
     session = probe.execution.session
     accepted = _accepted_values(checks, table)
+    table = _with_stated_formats(checks, table)
     clean = _clean_rows(table, accepted)
     baseline = {c.where: _run_check(session, catalog, table, clean, c, None) for c in checks}
     alarms = [f"{w}: {r[1]}" for w, r in baseline.items() if r[0] == "alarm"]
@@ -230,6 +231,40 @@ def _accepted_values(checks: list[Check], table: Table) -> dict[str, str]:
             if table.column(name) is not None and name not in out:
                 out[name] = re.findall(_LITERAL, match.group(2))[0]
     return out
+
+
+# A check that flags a value for not matching a format (`currency !~ '^[A-Z]{3}$'`,
+# `NOT regexp_matches(sku, '...')`, `length(currency) <> 3`) states what a valid value looks
+# like: clean rows follow it, as they follow the table's own CHECK constraints.
+_NOT_MATCHING = re.compile(
+    rf"\b(\w+)\s*!~(\*?)\s*({_LITERAL})"
+    rf"|\bNOT\s+\(?\s*(\w+)\s*~(\*?)\s*({_LITERAL})"
+    rf"|\bNOT\s+(regexp_matches|regexp_full_match|regexp_like)\s*\(\s*(\w+)\s*,\s*({_LITERAL})",
+    re.I)
+_LENGTH_NOT = re.compile(r"\b(char_length|character_length|length|len|strlen)\s*\(\s*(\w+)"
+                         r"\s*\)\s*(?:<>|!=)\s*(\d+)", re.I)
+
+
+def _with_stated_formats(checks: list[Check], table: Table) -> Table:
+    """`table` with the formats its checks demand of valid values added as CHECKs, so that the
+    clean batch the checks are tried on is clean by their own definition."""
+    from dataclasses import replace
+
+    stated: list[str] = []
+    for check in checks:
+        for m in _NOT_MATCHING.finditer(check.text):
+            if m.group(1):
+                column, text = m.group(1), f"{m.group(1)} ~{m.group(2)} {m.group(3)}"
+            elif m.group(4):
+                column, text = m.group(4), f"{m.group(4)} ~{m.group(5)} {m.group(6)}"
+            else:
+                column, text = m.group(8), f"{m.group(7)}({m.group(8)}, {m.group(9)})"
+            if table.column(column.lower()) is not None:
+                stated.append(text)
+        for m in _LENGTH_NOT.finditer(check.text):
+            if table.column(m.group(2).lower()) is not None:
+                stated.append(f"{m.group(1)}({m.group(2)}) = {m.group(3)}")
+    return replace(table, checks=(*table.checks, *stated)) if stated else table
 
 
 def _clean_rows(table: Table, accepted: dict[str, str], n: int = 3, start: int = 0
