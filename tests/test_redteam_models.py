@@ -307,3 +307,19 @@ def test_an_undocumented_correct_table_passes_and_a_misspelt_event_type_fails(
                          resources) == "pass"
     assert _case_verdict("schema-events-postgres", EVENTS.replace("{cart}", "add_to_card"),
                          resources) == "fail"
+
+
+def test_an_attribute_the_user_says_changes_is_kept_as_of_each_fact(
+        resources: Resources) -> None:
+    prompt = "Customers change segment occasionally; report revenue by segment, day by day."
+    tables = ("```sql\nCREATE TABLE dim_customer (customer_key INT PRIMARY KEY,\n"
+              "    customer_id TEXT NOT NULL, segment TEXT NOT NULL{versions});\n"
+              "CREATE TABLE fact_revenue (day DATE NOT NULL, customer_key INT NOT NULL\n"
+              "    REFERENCES dim_customer (customer_key), amount DECIMAL(12,2) NOT NULL,\n"
+              "    PRIMARY KEY (day, customer_key));\n```\n")
+    overwritten = _findings(tables.format(versions=""), "star", "duckdb", resources, prompt)
+    assert overwritten["history-kept"].status == "fail"
+    assert "segment (dim_customer)" in overwritten["history-kept"].detail
+    versioned = _findings(tables.format(versions=", valid_from DATE NOT NULL, valid_to DATE"),
+                          "star", "duckdb", resources, prompt)
+    assert versioned["history-kept"].status == "pass", versioned["history-kept"].detail

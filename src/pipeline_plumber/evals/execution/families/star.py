@@ -16,6 +16,9 @@ Property ids:
   row still finds its version.
 - `example-query-runs`: the answer's queries that read a fact run on synthetic rows, and one of
   them aggregates facts by a dimension (a missing example query is a non-blocking failure).
+- `history-kept`: an attribute the user says changes over time ("customers change segment and
+  country") is kept as of each fact: in a versioned dimension (valid_from/valid_to, is_current,
+  ...) or on the fact itself, never only in a dimension that overwrites it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..synth import Row, allowed_values, insert_sql, orphan, populate, rows
 from .schema import STAGING, _with_parents, exact_money, scratch
 
 PROPERTIES = ("primary-keys", "facts-reference-dimensions", "exact-money", "scd2-one-current",
-              "example-query-runs")
+              "example-query-runs", "history-kept")
 _FACT_NAME = re.compile(r"^(fact|fct|f)_|_(fact|facts|fct)$", re.I)
 
 
@@ -41,7 +44,8 @@ def star_family(probe: ProbeInput) -> list[Finding]:
     if not execution.catalog.tables:
         return [Finding.failed(p, "the answer's setup creates no table") for p in PROPERTIES]
     return [dimension_primary_keys(probe), facts_reference_dimensions(probe),
-            exact_money(execution.catalog), scd2_one_current(probe), example_query_runs(probe)]
+            exact_money(execution.catalog), scd2_one_current(probe), example_query_runs(probe),
+            history_kept(probe)]
 
 
 
@@ -73,6 +77,49 @@ def dimension_primary_keys(probe: ProbeInput) -> Finding:
                               f"{', '.join(table.primary_key)}")
     return Finding.passed(prop, f"all {len(modelled)} fact and dimension table(s) have a "
                           "primary key that refuses a duplicate")
+
+
+# --- history -----------------------------------------------------------------------------------
+
+_CHANGES = re.compile(r"\b(chang(e|es|ed|ing)|evolv(e|es|ing)|moves?|history)\b", re.I)
+_VERSIONED = re.compile(r"^(valid|effective|eff|row|version)_|_(from|to|until|start|end|version)$|"
+                        r"^(is_current|current_flag|is_latest|version)$", re.I)
+
+
+def _changing_attributes(prompt: str, catalog: Catalog) -> set[str]:
+    """Columns of the answer named by a sentence of the prompt that says they change: the
+    descriptive attributes, not keys or the change's own timestamp."""
+    columns = {c.name.lower() for t in catalog.tables.values() for c in t.columns
+               if not re.search(r"(_id|_key|_at|_on|_date|_ts)$", c.name, re.I)}
+    out: set[str] = set()
+    for sentence in re.split(r"(?<=[.;:!?])\s+", prompt):
+        if _CHANGES.search(sentence):
+            out |= {w for w in re.findall(r"[a-z_]+", sentence.lower()) if w in columns}
+    return out
+
+
+def history_kept(probe: ProbeInput) -> Finding:
+    """The attributes the user says change are kept as of each fact: the fact holds them, or a
+    dimension holding them keeps versions."""
+    prop = "history-kept"
+    catalog = probe.execution.catalog
+    changing = _changing_attributes(probe.prompt, catalog)
+    if not changing:
+        return Finding.not_applicable(prop, "the prompt names no attribute that changes")
+    facts = {t.name for t in fact_tables(catalog)}
+    overwritten: list[str] = []
+    for name in sorted(changing):
+        holders = [t for t in catalog.tables.values() if not STAGING.search(t.name)
+                   and any(c.name.lower() == name for c in t.columns)]
+        if not holders or any(t.name in facts or any(_VERSIONED.search(c.name) for c in t.columns)
+                              for t in holders):
+            continue
+        overwritten.append(f"{name} ({', '.join(t.name for t in holders)})")
+    if overwritten:
+        return Finding.failed(prop, "the prompt says these change, but only a dimension without "
+                              f"versions holds them, so facts report today's value: "
+                              f"{'; '.join(overwritten)}")
+    return Finding.passed(prop, f"{', '.join(sorted(changing))}: kept as of each fact")
 
 
 # --- facts and dimensions -------------------------------------------------------------------------
