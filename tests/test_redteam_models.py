@@ -323,3 +323,19 @@ def test_an_attribute_the_user_says_changes_is_kept_as_of_each_fact(
     versioned = _findings(tables.format(versions=", valid_from DATE NOT NULL, valid_to DATE"),
                           "star", "duckdb", resources, prompt)
     assert versioned["history-kept"].status == "pass", versioned["history-kept"].detail
+
+
+def test_a_rewrite_may_keep_star_where_the_users_query_returns_the_whole_table() -> None:
+    from pipeline_plumber.evals.scorers.sql import sql_no_select_star
+
+    quoted = ("```sql\nSELECT v.* FROM versions v JOIN (SELECT customer_id, max(updated_at) AS m\n"
+              "FROM versions GROUP BY customer_id) x ON x.customer_id = v.customer_id\n"
+              "AND v.updated_at = x.m;\n```\n")
+    rewrite = Answer("```sql\nSELECT * FROM versions QUALIFY row_number() OVER (\n"
+                     "PARTITION BY customer_id ORDER BY updated_at DESC, version_id DESC) = 1;\n"
+                     "```\n", "file")
+    whole = Context(dialect="duckdb", prompt="Latest version per customer_id:\n\n" + quoted)
+    listed = Context(dialect="duckdb", prompt="We only need customer_id and email_address:\n\n"
+                     + quoted)
+    assert sql_no_select_star()(rewrite, whole).status == "pass"
+    assert sql_no_select_star()(rewrite, listed).status == "fail"

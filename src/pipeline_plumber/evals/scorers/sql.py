@@ -203,10 +203,33 @@ def _quoted_statements(prompt: str, dialect: str) -> frozenset[str]:
                      for s in parse_sql(block.code, dialect)[0])
 
 
+@functools.lru_cache(maxsize=256)
+def _star_tables_kept(prompt: str, dialect: str) -> frozenset[str]:
+    """Tables whose every column the user's quoted query returns (`SELECT *`, `v.*`) while the
+    prompt names no other column of theirs: a rewrite must return the same columns, so it may
+    keep the `*`. A prompt that lists the columns it needs ("the report needs order_id,
+    customer_id ...") keeps none."""
+    from sqlglot import exp
+
+    blocks = fenced_blocks(prompt)
+    trees = [s for block in blocks for s in parse_sql(block.code, dialect)[0]]
+    starred = {_name(t) for tree in trees for select in tree.find_all(exp.Select)
+               if any(isinstance(p, exp.Star) or (isinstance(p, exp.Column)
+                                                  and isinstance(p.this, exp.Star))
+                      for p in select.expressions)
+               for t in select.find_all(exp.Table)}
+    if not starred:
+        return frozenset()
+    used = {_name(c) for tree in trees for c in tree.find_all(exp.Column)}
+    named = {w.lower() for w in re.findall(r"\b[A-Za-z]\w*_\w+\b", Answer(prompt, "file").prose)}
+    return frozenset() if named - used - starred else frozenset(starred)
+
+
 @scorer("sql_no_select_star")
 def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
     """No proposed query selects `*` (COUNT(*) is fine; queries quoted from the prompt, and the
-    spot checks of a How to verify section, are not proposals and are skipped).
+    spot checks of a How to verify section, are not proposals and are skipped; a table the
+    user's own query returns whole, naming no other column of it, may stay `*`).
 
     Passes: `SELECT o.order_id, o.total FROM orders o WHERE ...`.
     Fails:  `SELECT * FROM orders WHERE ...` with "SQL block 2 (line 9) selects * from orders;
@@ -222,6 +245,7 @@ def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
         if not answer.sql_blocks:
             return _no_sql(note)
         quoted = _quoted_statements(ctx.prompt, name)
+        kept = _star_tables_kept(ctx.prompt, name)
         prose = answer.prose.splitlines()
         for parsed, statement in statements(answer, name):
             if quoted and _normalised(statement, name) in quoted:
@@ -236,6 +260,8 @@ def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
                     ):
                         source = select.args.get("from_") or select.args.get("from")
                         table = _name(source.this) if source is not None else "a subquery"
+                        if table in kept:
+                            continue
                         return Score.fail(
                             f"{parsed.where} selects * from {table or 'a subquery'}; name the "
                             f"columns the query needs{note}"
