@@ -395,3 +395,39 @@ def test_a_format_check_written_as_a_negated_match_is_quiet_on_a_clean_batch(
     clean = _clean_rows(_with_stated_formats([check], table), {})
     assert all(re.fullmatch(r"'[A-Z]{3}'", row["currency"]) for row in clean)
     assert _clean_rows(table, {})[0]["currency"] == "'currency_1'"
+
+
+AUDITED_LOAD = """\
+```sql
+CREATE TABLE stg_rates (rate_date date, currency text, rate numeric(18,8));
+CREATE TABLE rates (rate_date date, currency text, rate numeric(18,8),
+                    PRIMARY KEY (rate_date, currency));
+CREATE TABLE rates_replaced_values (rate_date date, currency text, rate numeric(18,8),
+                                    replaced_at timestamptz DEFAULT now(), note text);
+```
+
+```sql
+INSERT INTO rates_replaced_values (rate_date, currency, rate)
+SELECT r.rate_date, r.currency, r.rate FROM rates r
+JOIN stg_rates s USING (rate_date, currency) WHERE r.rate <> s.rate;
+INSERT INTO rates SELECT rate_date, currency, rate FROM stg_rates
+ON CONFLICT (rate_date, currency) DO UPDATE SET rate = EXCLUDED.rate;
+```
+"""
+
+
+def test_the_table_the_prompt_names_is_the_target_not_an_audit_copy_fed_from_it(
+        resources: Resources) -> None:
+    from pipeline_plumber.evals.execution.engine import open_session
+    from pipeline_plumber.evals.execution.families.pipeline import find_flow
+    from pipeline_plumber.evals.execution.program import build_program
+    from pipeline_plumber.evals.execution.run import setup
+
+    answer = Answer(AUDITED_LOAD, "file")
+    program = build_program(answer, "duckdb")
+    with open_session(resources, "duckdb") as session:
+        catalog = setup(session, program).catalog
+        unnamed = find_flow(program, catalog, answer.prose)
+        named = find_flow(program, catalog, answer.prose, "Load `stg_rates` into `rates`.")
+    assert not isinstance(unnamed, str) and unnamed.target.name == "rates_replaced_values"
+    assert not isinstance(named, str) and named.target.name == "rates"

@@ -84,7 +84,7 @@ class Flow:
 
 @family("pipeline", "etl", properties=PROPERTIES)
 def pipeline_family(probe: ProbeInput) -> list[Finding]:
-    flow = find_flow(probe.program, probe.execution.catalog, probe.answer.prose)
+    flow = find_flow(probe.program, probe.execution.catalog, probe.answer.prose, probe.prompt)
     if isinstance(flow, str):
         return [Finding.not_applicable(p, flow) for p in PROPERTIES]
     found: dict[str, Finding] = {}
@@ -104,8 +104,10 @@ def _fresh(probe: ProbeInput) -> Iterator[Session]:
 # --- the flow -------------------------------------------------------------------------------------
 
 
-def find_flow(program: Program, catalog: Catalog, prose: str) -> Flow | str:
-    """The answer's flow, or why there is none to probe."""
+def find_flow(program: Program, catalog: Catalog, prose: str, prompt: str = "") -> Flow | str:
+    """The answer's flow, or why there is none to probe. Where the prompt names tables the
+    loads write, the target is one of those: an audit copy of the rows a load replaces
+    (`fx_rates_superseded`, filled from the target) is not the table the user asked for."""
     loads = [s for s in program.of_kind("load") if s.target]
     if not loads:
         return "the answer has no load statement"
@@ -116,6 +118,8 @@ def find_flow(program: Program, catalog: Catalog, prose: str) -> Flow | str:
                   and catalog.table(t) is not None] or [
         t for t in written if t and (table := catalog.table(t)) is not None
         and not _is_control(table) and len(table.columns) > 2]  # `shipment_state` holds data
+    named = [t for t in candidates if re.search(rf"(?<![\w.]){re.escape(t)}(?![\w])", prompt)]
+    candidates = named or candidates
     sinks = [t for t in candidates if t not in read_anywhere] or candidates
     if not sinks:
         return "no load writes a table the answer creates, other than bookkeeping"
