@@ -339,3 +339,14 @@ def test_a_rewrite_may_keep_star_where_the_users_query_returns_the_whole_table()
                      + quoted)
     assert sql_no_select_star()(rewrite, whole).status == "pass"
     assert sql_no_select_star()(rewrite, listed).status == "fail"
+
+
+def test_a_how_to_verify_sketch_around_a_placeholder_is_not_a_parse_failure() -> None:
+    from pipeline_plumber.evals.scorers.sql import sql_parses
+
+    work = "```sql\nSELECT order_id FROM orders WHERE total > 5;\n```\n"
+    sketch = "```sql\nSELECT count(*) FROM (<rewrite>) AS r;\n```\n"
+    ctx = Context(dialect="postgres")
+    assert sql_parses()(Answer(work + "\n## How to verify\n\n" + sketch, "file"), ctx).status \
+        == "pass"
+    assert sql_parses()(Answer(work + "\nThen:\n\n" + sketch, "file"), ctx).status == "fail"

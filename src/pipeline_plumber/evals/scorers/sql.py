@@ -161,6 +161,23 @@ def _find_table(answer: Answer, dialect: str, table: str) -> exp.Create | None:
 # --- scorers -------------------------------------------------------------------------------------
 
 
+_PLACEHOLDER = re.compile(r"<[A-Za-z][\w .-]{0,40}>")
+
+
+def _verifies(answer: Answer, block: CodeBlock) -> bool:
+    """Whether the block sits under the answer's How to verify heading (or the like): a spot
+    check of the answer, not part of the work it proposes."""
+    from ..execution.program import _HEADING, _VERIFY
+
+    above = reversed(answer.prose.splitlines()[:block.line - 1])
+    return bool(_VERIFY.match(next((line.strip() for line in above if _HEADING.match(line)), "")))
+
+
+def _illustrative(answer: Answer, parsed: ParsedBlock) -> bool:
+    """A How to verify block written around a `<placeholder>` (`SELECT ... FROM (<query>)`)."""
+    return bool(_PLACEHOLDER.search(parsed.block.code)) and _verifies(answer, parsed.block)
+
+
 @scorer("sql_parses")
 def sql_parses(*, dialect: str | None = None, min_blocks: int = 1) -> ScoreFn:
     """Every fenced SQL block parses in the dialect (the case's unless `dialect` is given).
@@ -178,7 +195,7 @@ def sql_parses(*, dialect: str | None = None, min_blocks: int = 1) -> ScoreFn:
             return Score.fail(
                 f"expected at least {min_blocks} fenced SQL block(s), found {len(blocks)}{note}"
             )
-        bad = [p for p in blocks if p.error]
+        bad = [p for p in blocks if p.error and not _illustrative(answer, p)]
         if bad:
             first = bad[0]
             return Score.fail(
@@ -187,7 +204,10 @@ def sql_parses(*, dialect: str | None = None, min_blocks: int = 1) -> ScoreFn:
                 1 - len(bad) / len(blocks),
             )
         count = sum(len(p.statements) for p in blocks)
-        return Score.ok(f"{len(blocks)} SQL block(s), {count} statement(s), parse as {name}{note}")
+        shown = [p.where for p in blocks if p.error]
+        return Score.ok(f"{len(blocks)} SQL block(s), {count} statement(s), parse as {name}{note}"
+                        + (f"; not parsed: {', '.join(shown)} (a How to verify sketch around a "
+                           "<placeholder>)" if shown else ""))
 
     return score
 
@@ -239,19 +259,15 @@ def sql_no_select_star(*, dialect: str | None = None) -> ScoreFn:
     def score(answer: Answer, ctx: Context) -> Score:
         from sqlglot import exp
 
-        from ..execution.program import _HEADING, _VERIFY
-
         name, note = ctx.dialect_for(answer, dialect)
         if not answer.sql_blocks:
             return _no_sql(note)
         quoted = _quoted_statements(ctx.prompt, name)
         kept = _star_tables_kept(ctx.prompt, name)
-        prose = answer.prose.splitlines()
         for parsed, statement in statements(answer, name):
             if quoted and _normalised(statement, name) in quoted:
                 continue
-            if _VERIFY.match(next((line.strip() for line in reversed(prose[:parsed.block.line - 1])
-                                   if _HEADING.match(line)), "")):
+            if _verifies(answer, parsed.block):
                 continue
             for select in statement.find_all(exp.Select):
                 for projection in select.expressions:
