@@ -350,3 +350,14 @@ def test_a_how_to_verify_sketch_around_a_placeholder_is_not_a_parse_failure() ->
     assert sql_parses()(Answer(work + "\n## How to verify\n\n" + sketch, "file"), ctx).status \
         == "pass"
     assert sql_parses()(Answer(work + "\nThen:\n\n" + sketch, "file"), ctx).status == "fail"
+
+
+def test_a_snowflake_clustering_key_on_a_raw_timestamp_fails_pruning(
+        resources: Resources) -> None:
+    table = ("```sql\nCREATE TABLE clicks (event_ts TIMESTAMP_NTZ NOT NULL, site_id NUMBER)\n"
+             "    CLUSTER BY ({key}, site_id);\n```\n")
+    raw = _findings(table.format(key="event_ts"), "partition", "snowflake", resources)
+    assert raw["pruning"].status == "fail"
+    assert "TO_DATE(event_ts)" in raw["pruning"].detail
+    daily = _findings(table.format(key="TO_DATE(event_ts)"), "partition", "snowflake", resources)
+    assert daily["pruning"].status == "n/a"

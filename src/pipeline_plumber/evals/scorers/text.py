@@ -138,6 +138,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "plan-evidence": (r"EXPLAIN\s*\(?\s*ANALYZE", r"query profile",
                       r"bytes (processed|scanned|billed)", r"dry[- ]run"),
     "partition-size": (r"per partition", r"partition size", r"granularity", r"\b[GT]B\b",
+                       r"\d+ ?MB\b",
                        r"million rows", r"\b(daily|monthly|weekly|hourly) partitions",
                        r"rows (a|per) (day|month)", r"one partition per"),
     "deletes": (r"delete", r"tombstone", r"soft[- ]delete", r"remov(ed|al|als|es|ing)\b",

@@ -49,13 +49,45 @@ def partition_family(probe: ProbeInput) -> list[Finding]:
     catalog = probe.execution.catalog
     if probe.execution.session.engine != "postgres":
         why = (f"partitioning in {probe.program.dialect} is storage-only: nothing to execute")
-        return [Finding.not_applicable(p, why) for p in PROPERTIES]
+        raw_time = _raw_timestamp_cluster_key(probe) if probe.program.dialect == "snowflake" \
+            else None
+        return [raw_time if raw_time and p == "pruning" else Finding.not_applicable(p, why)
+                for p in PROPERTIES]
     parents = [t for t in catalog.tables.values() if t.partitioning is not None]
     if not parents:
         return [Finding.failed(p, "the answer's setup creates no partitioned table")
                 for p in PROPERTIES]
     return [unique_includes_key(parents), out_of_range_stored(probe, parents),
             boundary_dates(probe, parents), pruning(probe, parents), maintenance_runs(probe)]
+
+
+_TIME_NAME = re.compile(r"(_ts|_at|_time|timestamp|_datetime)$", re.I)
+
+
+def _raw_timestamp_cluster_key(probe: ProbeInput) -> Finding | None:
+    """A Snowflake clustering key that leads with a bare timestamp: its values are nearly
+    unique, so reclustering never settles and costs credits for no better pruning than the date
+    (`TO_DATE(event_ts)`) would give. None when no key leads with one."""
+    from sqlglot import exp
+
+    from ...scorers.sql import statements
+
+    trees = [tree for _, tree in statements(probe.answer, "snowflake")]
+    kinds = [(c.name.lower(), c.args.get("kind")) for tree in trees
+             for c in tree.find_all(exp.ColumnDef)]
+    times = {name for name, kind in kinds if isinstance(kind, exp.DataType)
+             and kind.is_type(*exp.DataType.TEMPORAL_TYPES)
+             and not kind.is_type(exp.DataType.Type.DATE)}
+    for tree in trees:
+        for key in tree.find_all(exp.ClusterProperty, exp.Cluster):
+            lead = key.expressions[0] if key.expressions else None
+            if isinstance(lead, exp.Column) and (lead.name.lower() in times
+                                                 or _TIME_NAME.search(lead.name)):
+                return Finding.failed("pruning", f"the clustering key leads with the raw "
+                                      f"timestamp {lead.name}: nearly unique values keep "
+                                      f"reclustering busy; cluster on its date "
+                                      f"(TO_DATE({lead.name}))")
+    return None
 
 
 def unique_includes_key(parents: list[Table]) -> Finding:
