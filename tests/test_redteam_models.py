@@ -361,3 +361,16 @@ def test_a_snowflake_clustering_key_on_a_raw_timestamp_fails_pruning(
     assert "TO_DATE(event_ts)" in raw["pruning"].detail
     daily = _findings(table.format(key="TO_DATE(event_ts)"), "partition", "snowflake", resources)
     assert daily["pruning"].status == "n/a"
+
+
+def test_dimension_ddl_with_an_identity_key_and_the_source_id_names_both_keys() -> None:
+    from pipeline_plumber.evals.scorers.text import concept
+
+    ddl = ("```sql\nCREATE TABLE dim_team (\n    team_key NUMBER IDENTITY NOT NULL,\n"
+           "    team_id VARCHAR NOT NULL,\n"
+           "    CONSTRAINT pk_dim_team PRIMARY KEY (team_key));\n```\n")
+    other = ddl.replace("team_id", "region_id").replace(" IDENTITY", "")
+    ctx = Context(dialect="snowflake")
+    for name in ("surrogate-key", "natural-key"):
+        assert concept(concepts=[name], where="all")(Answer(ddl, "file"), ctx).status == "pass"
+        assert concept(concepts=[name], where="all")(Answer(other, "file"), ctx).status == "fail"

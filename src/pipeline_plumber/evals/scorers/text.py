@@ -147,10 +147,16 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
                    r"screen(ed|s|ing)?\b", r"set aside", r"sanity", r"held back",
                    r"hold(s)? (it|them|the batch) back"),
     "surrogate-key": (r"surrogate", r"synthetic key", r"warehouse key", r"meaningless key",
-                      r"(generated|identity|integer) key (of|for) (the|each) dimension"),
+                      r"(generated|identity|integer) key (of|for) (the|each) dimension",
+                      # in DDL: a `*_key` column the database numbers itself
+                      r"\w+_key\s+(?:NUMBER|INT\w*|BIGINT|SMALLINT)\b[^,;\n]{0,60}?"
+                      r"\b(?:IDENTITY|AUTOINCREMENT|GENERATED|nextval)",
+                      r"\w+_key\s+(?:BIG)?SERIAL\b"),
     "natural-key": (r"natural key", r"business key", r"source (system )?(key|id)", r"durable key",
                     r"(id|key|identifier) (from|of) the source",
-                    r"(crm|erp|shop|app)'?s? (own )?(id|key)"),
+                    r"(crm|erp|shop|app)'?s? (own )?(id|key)",
+                    # in DDL: a table keyed by `team_key` that also holds the source's `team_id`
+                    r"(?P<entity>[a-z]\w*)_key\b[^;]{0,400}?\b(?P=entity)_(?:id|code|number)\b"),
     "scd": (r"\bSCD", r"slowly changing", r"type[- ]?[0-7]\b", r"keeps? (the )?history",
             r"history of", r"new version", r"overwrit"),
 }
