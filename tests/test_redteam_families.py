@@ -431,3 +431,56 @@ def test_the_table_the_prompt_names_is_the_target_not_an_audit_copy_fed_from_it(
         named = find_flow(program, catalog, answer.prose, "Load `stg_rates` into `rates`.")
     assert not isinstance(unnamed, str) and unnamed.target.name == "rates_replaced_values"
     assert not isinstance(named, str) and named.target.name == "rates"
+
+
+STAGED_PAYMENTS = """\
+```sql
+CREATE SCHEMA staging;
+CREATE TABLE staging.payments (payment_id text, amount numeric(12,2), paid_at timestamptz);
+CREATE TABLE payments (payment_id text PRIMARY KEY, amount numeric(12,2) NOT NULL,
+                       paid_at timestamptz NOT NULL);
+```
+
+Checks, before the insert into `payments`:
+
+```sql
+SELECT payment_id FROM staging.payments GROUP BY payment_id HAVING count(*) > 1;
+SELECT s.payment_id FROM staging.payments s JOIN payments p USING (payment_id);
+SELECT * FROM staging.payments WHERE payment_id IS NULL OR amount IS NULL OR amount <= 0;
+SELECT CASE WHEN count(*) = 0 THEN 'empty batch' END FROM staging.payments HAVING count(*) = 0;
+SELECT * FROM staging.payments
+WHERE paid_at < date_trunc('month', now() - interval '1 month')
+   OR paid_at >= date_trunc('month', now());
+```
+"""
+
+
+def test_checks_on_a_staging_copy_are_tried_on_it_and_a_clock_window_is_no_false_alarm(
+        resources: Resources) -> None:
+    found = findings(STAGED_PAYMENTS, "dq", "postgres", resources)
+    status = {p: s for p, (s, _) in found.items()}
+    assert status["no-false-alarm"] == "pass", found["no-false-alarm"]
+    assert "compare with the clock" in found["no-false-alarm"][1]
+    # the batch's own key is no reference to the target it is loaded into
+    assert status["catches-orphan"] == "n/a", found["catches-orphan"]
+    assert status["catches-duplicate-key"] == "pass", found["catches-duplicate-key"]
+    assert status["catches-future-timestamp"] == "pass", found["catches-future-timestamp"]
+    assert status["catches-empty-batch"] == "pass", found["catches-empty-batch"]
+    without_dupes = STAGED_PAYMENTS.replace(
+        "SELECT payment_id FROM staging.payments GROUP BY payment_id HAVING count(*) > 1;\n", "")
+    assert findings(without_dupes, "dq", "postgres", resources)[
+        "catches-duplicate-key"][0] == "fail"
+
+
+def test_a_table_of_the_case_setup_is_restated_only_in_the_same_schema() -> None:
+    from pipeline_plumber.evals.execution.program import build_program
+
+    text = ("```sql\nCREATE TABLE staging.payments (payment_id text, amount numeric);\n"
+            "CREATE TABLE payments (payment_id text PRIMARY KEY, amount numeric);\n```\n")
+    given = ("CREATE SCHEMA staging",
+             "CREATE TABLE staging.payments (payment_id bigint, amount numeric)")
+    program = build_program(Answer(text, "file"), "postgres", given=given)
+    kinds = [(s.original.split("(")[0].strip(), s.kind) for s in program.steps
+             if s.statement == "CREATE TABLE" and s.where.startswith("SQL block")]
+    assert kinds == [("CREATE TABLE staging.payments", "example"),
+                     ("CREATE TABLE payments", "ddl")]

@@ -345,6 +345,19 @@ def _plain_view(sql: str) -> str:
     return _VIEW_TAIL.sub("", _VIEW_HEAD.sub(r"\1\2", sql, count=1))
 
 
+def _created_in_schema(tree: Any) -> str | None:
+    """`schema.table` a CREATE TABLE makes, the default schema written as none: the case's
+    `staging.payments` is not the answer's `payments`."""
+    from sqlglot import exp
+
+    name = _created_name(tree)
+    table = tree.find(exp.Table) if isinstance(tree, exp.Create) else None
+    if name is None or table is None:
+        return None
+    schema = str(table.db).lower() if table.db else ""
+    return f"{'' if schema in DEFAULT_SCHEMAS else schema}.{name}"
+
+
 def _table_name(node: Any) -> str | None:
     from sqlglot import exp
 
@@ -682,7 +695,7 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
     created_anywhere = _created_anywhere(raws, trees)
     remade = [(i, name) for i, (raw, tree) in enumerate(zip(raws, trees, strict=True))
                for name in (_created_name(tree), _renamed_to(raw.sql)) if name]
-    given_tables = {_created_name(tree) for tree in trees[:len(given)]} - {None}
+    given_tables = {_created_in_schema(tree) for tree in trees[:len(given)]} - {None}
     scratch = _scratch_tables(raws, trees)
     steps: list[Step] = []
     created_so_far: set[str] = set()
@@ -699,7 +712,8 @@ def _build(answer: Answer, dialect: str, prompt: str = "", given: tuple[str, ...
             kind, note = "load", "a scratch table each run of the load fills and drops"
         if position < len(given) and kind in ("load", "maintenance"):
             kind, note = "seed", "the case's setup"
-        elif position >= len(given) and statement == "CREATE TABLE" and target in given_tables:
+        elif position >= len(given) and statement == "CREATE TABLE" and _created_in_schema(
+                parsed_tree) in given_tables:
             kind, note = "example", "restates a table the case gives"
         steps.append(Step(len(steps), kind, _in_transaction(raw.sql), raw.sql, raw.where,
                           statement, target, note, tree))
