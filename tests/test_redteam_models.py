@@ -374,3 +374,26 @@ def test_dimension_ddl_with_an_identity_key_and_the_source_id_names_both_keys() 
     for name in ("surrogate-key", "natural-key"):
         assert concept(concepts=[name], where="all")(Answer(ddl, "file"), ctx).status == "pass"
         assert concept(concepts=[name], where="all")(Answer(other, "file"), ctx).status == "fail"
+
+
+def test_a_shipments_table_numbering_its_own_ids_still_gets_the_probe_rows(
+        resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE shipments (shipment_id bigint GENERATED ALWAYS AS IDENTITY\n"
+            "    PRIMARY KEY, carrier_id int NOT NULL, shipped_at timestamptz NOT NULL,\n"
+            "    delivered_at timestamptz);\n"
+            "CREATE INDEX ON shipments (carrier_id, shipped_at);\n"
+            "CREATE INDEX ON shipments (shipped_at) WHERE delivered_at IS NULL;\n```\n")
+    assert _case_check("index-shipments-postgres", "behaves", text, resources) == "pass"
+
+
+def test_a_subscription_period_may_not_end_the_moment_it_starts(resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE subscriptions (subscription_id BIGINT PRIMARY KEY,\n"
+            "    account_id BIGINT NOT NULL, plan VARCHAR NOT NULL CHECK (plan IN ('starter',\n"
+            "    'team', 'enterprise')), status VARCHAR NOT NULL CHECK (status IN ('trialing',\n"
+            "    'active', 'past_due', 'canceled')), period_start TIMESTAMPTZ NOT NULL,\n"
+            "    period_end TIMESTAMPTZ NOT NULL, monthly_amount_usd DECIMAL(12,2) NOT NULL\n"
+            "    CHECK (monthly_amount_usd >= 0), CHECK (period_end {op} period_start));\n```\n")
+    assert _case_check("schema-subscriptions-duckdb", "behaves", text.format(op=">"),
+                       resources) == "pass"
+    assert _case_check("schema-subscriptions-duckdb", "behaves", text.format(op=">="),
+                       resources) == "fail"
