@@ -397,3 +397,14 @@ def test_a_subscription_period_may_not_end_the_moment_it_starts(resources: Resou
                        resources) == "pass"
     assert _case_check("schema-subscriptions-duckdb", "behaves", text.format(op=">="),
                        resources) == "fail"
+
+
+def test_a_month_cut_a_day_short_loses_the_rows_of_its_last_day(resources: Resources) -> None:
+    text = ("```sql\nSELECT user_id, event_ts, revenue FROM analytics.events\n"
+            "WHERE DATE(event_ts) BETWEEN '2024-05-01' AND '{last}'\n"
+            "  AND event_name = 'purchase';\n```\n")
+    case = "optimize-bigquery-partition-pruning"
+    assert _case_check(case, "same-result/behaves", text.format(last="2024-05-31"),
+                       resources) == "pass"
+    assert _case_check(case, "same-result/behaves", text.format(last="2024-05-30"),
+                       resources) == "fail"

@@ -25,7 +25,8 @@ Datasets (each loaded twice, rows in opposite orders):
   not count), and the finding says the schema is derived;
 - `ties`: rows in pairs equal in everything but the key (ORDER BY and window ties);
 - `boundaries`: times at the edges of the dates the queries name (the last microsecond of the
-  month, the first of the next) or at month ends;
+  month, the first of the next) or at month ends; each edge meets rows that hold the strings the
+  queries compare with and rows that do not, and a time before an edge stays before it;
 - `1-day-window-edge`, `7-day-...`, `30-day-...`: every time a minute before
   `now() - interval 'N days'` (a cutoff moved to midnight keeps rows the original drops);
 - `empty` and `children-empty`: no rows anywhere; parents without children.
@@ -411,7 +412,9 @@ def _time(column_type: str, value: dt.datetime, minutes: int) -> str:
     base = f"'{value:%Y-%m-%d %H:%M:%S.%f}{zone}'"
     if column_type == "date":
         return f"CAST({base} AS DATE)"
-    return f"CAST({base} AS {column_type}) + INTERVAL '{minutes} minutes'"
+    # a time just before an edge moves further back, so it stays on its side of the edge
+    sign = "-" if value.microsecond == 999999 else "+"
+    return f"CAST({base} AS {column_type}) {sign} INTERVAL '{minutes} minutes'"
 
 
 def _value(schema: Schema, table: Table, column: str, i: int, j: int,
@@ -434,8 +437,11 @@ def _value(schema: Schema, table: Table, column: str, i: int, j: int,
     if typ in ("boolean", "bool"):
         return "TRUE" if i % 2 == 0 else "FALSE"
     options = schema.strings.get(column, [])
-    if options and i % (len(options) + 1) < len(options):
-        return "'" + options[i % (len(options) + 1)].replace("'", "''") + "'"
+    # the choice turns with each round of the times as well, so every time (an edge of a
+    # named date) meets rows that hold each compared string and rows that hold none
+    pick = (i + i // len(times)) % (len(options) + 1) if times else i % (len(options) + 1)
+    if options and pick < len(options):
+        return "'" + options[pick].replace("'", "''") + "'"
     return f"CAST('{column}_{i}' AS {typ})" if typ not in ("text", "varchar") else \
         f"'{column}_{i}'"
 
