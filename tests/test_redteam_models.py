@@ -408,3 +408,13 @@ def test_a_month_cut_a_day_short_loses_the_rows_of_its_last_day(resources: Resou
                        resources) == "pass"
     assert _case_check(case, "same-result/behaves", text.format(last="2024-05-30"),
                        resources) == "fail"
+
+
+def test_an_expression_index_is_named_as_a_kind_of_index() -> None:
+    from pipeline_plumber.evals.scorers.text import concept
+
+    said = Answer("One unique expression index on lower(email) serves the login.", "file")
+    unsaid = Answer("One unique index serves the login.", "file")
+    ctx = Context(dialect="postgres")
+    assert concept(concepts=["index-kind"], where="all")(said, ctx).status == "pass"
+    assert concept(concepts=["index-kind"], where="all")(unsaid, ctx).status == "fail"
