@@ -418,3 +418,15 @@ def test_an_expression_index_is_named_as_a_kind_of_index() -> None:
     ctx = Context(dialect="postgres")
     assert concept(concepts=["index-kind"], where="all")(said, ctx).status == "pass"
     assert concept(concepts=["index-kind"], where="all")(unsaid, ctx).status == "fail"
+
+
+def test_star_times_carry_a_zone_when_the_prompt_speaks_of_time_zones(
+        resources: Resources) -> None:
+    text = ("```sql\nCREATE TABLE dim_team (team_key INT PRIMARY KEY, team_id TEXT NOT NULL);\n"
+            "CREATE TABLE fact_ticket (ticket_id TEXT PRIMARY KEY, team_key INT NOT NULL\n"
+            "    REFERENCES dim_team (team_key), opened_at TIMESTAMP NOT NULL);\n```\n")
+    zones = _findings(text, "star", "duckdb", resources, "Agents work in 6 time zones.")
+    assert zones["tz-aware"].status == "fail"
+    assert "fact_ticket.opened_at" in zones["tz-aware"].detail
+    one_zone = _findings(text, "star", "duckdb", resources, "Agents work in one office.")
+    assert one_zone["tz-aware"].status == "n/a"

@@ -19,6 +19,8 @@ Property ids:
 - `history-kept`: an attribute the user says changes over time ("customers change segment and
   country") is kept as of each fact: in a versioned dimension (valid_from/valid_to, is_current,
   ...) or on the fact itself, never only in a dimension that overwrites it.
+- `tz-aware`: where the prompt speaks of time zones, the timestamps are time-zone aware (n/a
+  otherwise: a star fed from one zone may keep local times).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from ..program import WAREHOUSES
 from ..properties import Finding, ProbeInput, family
 from ..scd2 import natural_key, one_current, open_versions, scd2_tables, sources, stage_changes
 from ..synth import Row, allowed_values, insert_sql, orphan, populate, rows
-from .schema import STAGING, _with_parents, exact_money, scratch
+from .schema import STAGING, _with_parents, exact_money, scratch, tz_aware
 
 PROPERTIES = ("primary-keys", "facts-reference-dimensions", "exact-money", "scd2-one-current",
-              "example-query-runs", "history-kept")
+              "example-query-runs", "history-kept", "tz-aware")
 _FACT_NAME = re.compile(r"^(fact|fct|f)_|_(fact|facts|fct)$", re.I)
 
 
@@ -45,7 +47,7 @@ def star_family(probe: ProbeInput) -> list[Finding]:
         return [Finding.failed(p, "the answer's setup creates no table") for p in PROPERTIES]
     return [dimension_primary_keys(probe), facts_reference_dimensions(probe),
             exact_money(execution.catalog), scd2_one_current(probe), example_query_runs(probe),
-            history_kept(probe)]
+            history_kept(probe), zoned_times(probe)]
 
 
 
@@ -120,6 +122,16 @@ def history_kept(probe: ProbeInput) -> Finding:
                               f"versions holds them, so facts report today's value: "
                               f"{'; '.join(overwritten)}")
     return Finding.passed(prop, f"{', '.join(sorted(changing))}: kept as of each fact")
+
+
+_ZONES = re.compile(r"time[- ]?zones?\b", re.I)
+
+
+def zoned_times(probe: ProbeInput) -> Finding:
+    """Timestamps carry a zone when the user says the events happen in several time zones."""
+    if not _ZONES.search(probe.prompt):
+        return Finding.not_applicable("tz-aware", "the prompt names no time zones")
+    return tz_aware(probe.execution.catalog)
 
 
 # --- facts and dimensions -------------------------------------------------------------------------
