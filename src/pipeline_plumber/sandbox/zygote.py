@@ -83,13 +83,15 @@ class Zygote:
         self._folder: Path | None = None
         self._waiting: dict[int, list[Any]] = {}  # id -> [event, reply or None]
         self._ids = 0
+        self._ended: set[int] = set()  # pids whose replies ended: dead, maybe not reaped yet
         self.starts = 0
 
     # --- the warm process ---------------------------------------------------------------------
 
     def _alive(self) -> subprocess.Popen[bytes]:
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
+            if (self._proc is None or self._proc.pid in self._ended
+                    or self._proc.poll() is not None):
                 self._stop_locked()
                 self._start_locked()
             assert self._proc is not None
@@ -143,6 +145,7 @@ class Zygote:
                 waiter[1] = reply
                 waiter[0].set()
         with self._lock:  # the zygote is gone: wake everyone
+            self._ended.add(proc.pid)
             waiters = list(self._waiting.values())
         for waiter in waiters:
             waiter[0].set()
@@ -150,6 +153,7 @@ class Zygote:
     def _stop_locked(self) -> None:
         proc, folder, self._proc, self._folder = self._proc, self._folder, None, None
         if proc is not None:
+            self._ended.discard(proc.pid)
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
@@ -205,6 +209,8 @@ class Zygote:
             try:
                 assert proc.stdin is not None
                 with self._lock:
+                    if proc.pid in self._ended:  # its replies ended before this request
+                        return None
                     proc.stdin.write(json.dumps(request).encode() + b"\n")
                     proc.stdin.flush()
             except (OSError, ValueError):
