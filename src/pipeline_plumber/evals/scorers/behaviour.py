@@ -347,10 +347,14 @@ def _reported(items: list[str], limit: int = 3) -> str:
 def _find_own_schemas(session: Any, catalog: Any) -> None:
     """Probes name tables as the prompt does (`dim_customer`); an answer that puts them in a
     schema of its own (`mart.dim_customer`) is found through the search path, after the default
-    schema (a name in both, `staging.crm_contacts` beside `crm_contacts`, stays the default's)."""
+    schema (a name in both, `staging.crm_contacts` beside `crm_contacts`, stays the default's).
+    A schema that holds only the answer's views (`partner_share.partner_signups`) counts too."""
     from ..execution.catalog import DEFAULT_SCHEMAS
 
-    own = sorted({t.schema for t in catalog.tables.values()} - set(DEFAULT_SCHEMAS))
+    views = {str(row[0]) for row in session.execute(
+        "SELECT DISTINCT table_schema FROM information_schema.tables WHERE table_type = 'VIEW' "
+        "AND table_schema NOT IN ('pg_catalog', 'information_schema')")}
+    own = sorted(({t.schema for t in catalog.tables.values()} | views) - set(DEFAULT_SCHEMAS))
     if not own:
         return
     if session.engine == "postgres":
