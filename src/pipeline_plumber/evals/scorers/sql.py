@@ -478,7 +478,7 @@ def sql_filter(*, column: str, dialect: str | None = None) -> ScoreFn:
     return score
 
 
-@scorer("sql_partition")
+@scorer("sql_partition", version=2)
 def sql_partition(
     *, dialect: str | None = None, column: str | None = None, cluster_counts: bool = False
 ) -> ScoreFn:
@@ -486,9 +486,18 @@ def sql_partition(
     PARTITION OF child (only when no column is asked for: a child does not show the key), or
     (when `cluster_counts`, for Snowflake) a CLUSTER BY key.
 
+    `column` is a name, or a pattern a key column must match whole where the prompt fixes no
+    name (`.*(date|day).*`: the snapshot's date, whatever the answer calls it).
+
     Passes: `CREATE TABLE events (...) PARTITION BY RANGE (occurred_at)`.
     Fails:  `CREATE TABLE events (...)` with "no PARTITION BY clause in any CREATE TABLE".
     """
+    if column is not None and len(column) > 200:
+        raise ValueError("column: a pattern of at most 200 characters")
+    try:
+        key = re.compile(column, re.IGNORECASE) if column else None
+    except re.error as err:
+        raise ValueError(f"column: not a regular expression: {err}") from None
 
     def score(answer: Answer, ctx: Context) -> Score:
         from sqlglot import exp
@@ -500,13 +509,12 @@ def sql_partition(
                                                    exp.PartitionedOfProperty)
         if cluster_counts:
             kinds = (*kinds, exp.ClusterProperty)
-        wanted = column.lower() if column else None
         other: list[str] = []
         for parsed, statement in statements(answer, name):
             for prop in statement.find_all(*kinds):
                 columns = {_name(c) for c in prop.find_all(exp.Column, exp.Identifier)}
                 child = isinstance(prop, exp.PartitionedOfProperty)
-                if not wanted or (wanted in columns and not child):
+                if key is None or (not child and any(key.fullmatch(c) for c in columns)):
                     return Score.ok(f"{parsed.where} has {prop.sql(dialect=name)[:60]}{note}")
                 other.extend(sorted(columns))
         if other:
