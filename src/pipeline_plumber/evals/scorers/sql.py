@@ -452,15 +452,18 @@ def sql_tz_aware(
     return score
 
 
-@scorer("sql_filter")
+@scorer("sql_filter", version=2)
 def sql_filter(*, column: str, dialect: str | None = None) -> ScoreFn:
     """Some query, update or delete filters on `column` in a WHERE or HAVING clause (a join
-    condition or a window's ORDER BY is not a filter).
+    condition or a window's ORDER BY is not a filter). `column` is a name, or a pattern the
+    filtered column must match whole where the prompt fixes no name.
 
     Passes: `{column: updated_at}` on `... WHERE updated_at > :watermark`.
     Fails:  the same on a query with no predicate on updated_at, with "no filter on
             updated_at: every run reads the whole table".
     """
+    plain = re.fullmatch(r"[\w.]+", column) is not None  # `orders.updated_at`: the column
+    wanted = _column_pattern(column.split(".")[-1] if plain else column)
 
     def score(answer: Answer, ctx: Context) -> Score:
         from sqlglot import exp
@@ -468,14 +471,23 @@ def sql_filter(*, column: str, dialect: str | None = None) -> ScoreFn:
         name, note = ctx.dialect_for(answer, dialect)
         if not answer.sql_blocks:
             return _no_sql(note)
-        wanted = column.lower().split(".")[-1]
         for parsed, statement in statements(answer, name):
             for clause in statement.find_all(exp.Where, exp.Having):
-                if any(_name(c) == wanted for c in clause.find_all(exp.Column)):
+                if any(wanted.fullmatch(_name(c)) for c in clause.find_all(exp.Column)):
                     return Score.ok(f"{parsed.where} filters on {column}{note}")
         return Score.fail(f"no filter on {column}: every run reads the whole table{note}")
 
     return score
+
+
+def _column_pattern(column: str) -> re.Pattern[str]:
+    """A case's column name or pattern (from a file we do not trust: bounded, must compile)."""
+    if len(column) > 200:
+        raise ValueError("column: a pattern of at most 200 characters")
+    try:
+        return re.compile(column, re.IGNORECASE)
+    except re.error as err:
+        raise ValueError(f"column: not a regular expression: {err}") from None
 
 
 @scorer("sql_partition", version=2)
@@ -492,12 +504,7 @@ def sql_partition(
     Passes: `CREATE TABLE events (...) PARTITION BY RANGE (occurred_at)`.
     Fails:  `CREATE TABLE events (...)` with "no PARTITION BY clause in any CREATE TABLE".
     """
-    if column is not None and len(column) > 200:
-        raise ValueError("column: a pattern of at most 200 characters")
-    try:
-        key = re.compile(column, re.IGNORECASE) if column else None
-    except re.error as err:
-        raise ValueError(f"column: not a regular expression: {err}") from None
+    key = _column_pattern(column) if column else None
 
     def score(answer: Answer, ctx: Context) -> Score:
         from sqlglot import exp
