@@ -17,7 +17,9 @@ from .catalog import Catalog, read_catalog
 from .engine import Broken, Rejected, Session
 from .program import Program, Step
 
-_MISSING = re.compile(r'(?:relation|Table with name)\s+"?([\w.]+)"?\s+does not exist', re.I)
+MISSING_RELATION = re.compile(r'(?:relation|Table with name)\s+"?([\w.]+)"?\s+does not exist',
+                              re.I)
+"""An engine's words for a table that is not there (PostgreSQL, DuckDB); group 1 names it."""
 
 
 @dataclass
@@ -89,7 +91,7 @@ def _run_step(session: Session, step: Step, program: Program, execution: Executi
     try:
         session.execute(step.sql)
     except Broken as err:
-        missing = _MISSING.search(str(err))
+        missing = MISSING_RELATION.search(str(err))
         name = missing.group(1).split(".")[-1].lower() if missing else None
         stub = _stub_parent(step, name, program) if name else None
         if stub is None:

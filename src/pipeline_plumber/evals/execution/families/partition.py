@@ -31,6 +31,7 @@ from ..catalog import Catalog, Column, Partition, Table, quote
 from ..engine import Broken, Rejected, Session
 from ..program import Step
 from ..properties import Finding, ProbeInput, family
+from ..run import MISSING_RELATION
 from ..synth import insert_sql, populate, rows
 from .schema import _with_parents
 
@@ -478,7 +479,7 @@ def maintenance_runs(probe: ProbeInput) -> Finding:
                     session.execute(step.sql)
             except (Rejected, Broken) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else "refused"
-                missing = _NEVER_CREATED.search(first)
+                missing = MISSING_RELATION.search(first)
                 if missing and missing.group(1).split(".")[-1].lower() not in {
                         name.split(".")[-1] for name in probe.program.created}:
                     illustrative.append(f"{step.where} ({missing.group(1)})")
@@ -492,5 +493,3 @@ def maintenance_runs(probe: ProbeInput) -> Finding:
                                             f"the answer never creates{also}")
     return Finding.passed(prop, f"{ran} maintenance statement(s) ran{also}")
 
-
-_NEVER_CREATED = re.compile(r'relation "([\w.]+)" does not exist', re.I)
