@@ -215,14 +215,26 @@ def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
 _HEADING = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+\S.*|\*\*[^*\n]+\*\*.*)$")
 
 
+def section_heading(answer: Answer, line: int) -> str:
+    """The heading (or bold label) of the prose above `line` of the answer: the section a code
+    block stands in."""
+    prose = answer.prose.splitlines()
+    return next((text.strip() for text in reversed(prose[:line - 1]) if _HEADING.match(text)),
+                "")
+
+
+def verifies(heading: str) -> bool:
+    """Whether a section heading is How to verify (or the like): its code spot-checks the
+    answer, it is not part of the work the answer proposes."""
+    return bool(_VERIFY.match(heading))
+
+
 def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
     lines = answer.text.splitlines()
-    prose = answer.prose.splitlines()
     raws: list[_Raw] = []
     for block in answer.sql_blocks:
         intro = "\n".join(lines[max(0, block.line - 4): block.line - 1])
-        section = next((line.strip() for line in reversed(prose[:block.line - 1])
-                        if _HEADING.match(line)), "")
+        section = section_heading(answer, block.line)
         for i, (sql, lead, tail) in enumerate(_split(block.code, dialect), start=1):
             where = f"SQL block {block.index} (line {block.line}), statement {i}"
             raws.append(_Raw(sql, lead, where, intro if i == 1 else "", tail, intro, section))
@@ -612,7 +624,7 @@ def _classify_dml(raw: _Raw, tree: Any, first: str, target: str | None, lead: st
     if _MUST_FAIL.search(raw.lead + "\n" + raw.tail + "\n" + raw.block_prose) and not (
             _reads_other_tables(tree, target)):
         return "example", statement, target, "a check the answer says must be refused", tree
-    if _VERIFY.match(raw.section):
+    if verifies(raw.section):
         return "example", statement, target, "a check in the answer's How to verify", tree
     if _PARAMS.search(_without_strings(raw.sql)):
         return "example", statement, target, "uses bind parameters", tree

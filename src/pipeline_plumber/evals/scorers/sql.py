@@ -167,10 +167,9 @@ _PLACEHOLDER = re.compile(r"<[A-Za-z][\w .-]{0,40}>")
 def _verifies(answer: Answer, block: CodeBlock) -> bool:
     """Whether the block sits under the answer's How to verify heading (or the like): a spot
     check of the answer, not part of the work it proposes."""
-    from ..execution.program import _HEADING, _VERIFY
+    from ..execution.program import section_heading, verifies
 
-    above = reversed(answer.prose.splitlines()[:block.line - 1])
-    return bool(_VERIFY.match(next((line.strip() for line in above if _HEADING.match(line)), "")))
+    return verifies(section_heading(answer, block.line))
 
 
 def _illustrative(answer: Answer, parsed: ParsedBlock) -> bool:

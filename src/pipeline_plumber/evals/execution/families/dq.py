@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ...answers import Answer
 from ..catalog import Catalog, Column, Table
 from ..engine import Broken, Rejected, Session, TimedOut
+from ..program import section_heading, verifies
 from ..properties import Finding, ProbeInput, family
 from ..synth import Row, future_timestamp, insert_sql, literal, populate, rows
 
@@ -165,7 +167,7 @@ def find_checks(probe: ProbeInput, catalog: Catalog) -> list[Check]:
             found.append(Check(step.where, _ONLY_WARNS.sub("RAISE EXCEPTION", step.sql),
                                "warns", step.sql))
         elif step.kind == "query" and step.statement in ("SELECT", "WITH", "VALUES") and (
-                not _under_verify(probe.answer.text, step.where)):
+                not _under_verify(probe.answer, step.where)):
             tree = step.tree
             names = {str(t.name).lower() for t in tree.find_all(exp.Table)} if tree else set()
             called = [f for f in functions if re.search(rf"\b{f}\s*\(", step.sql, re.I)]
@@ -180,19 +182,13 @@ def find_checks(probe: ProbeInput, catalog: Catalog) -> list[Check]:
     return [c for c in found if c.shape != "report"]
 
 
-_HEADING = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+\S.*|\*\*[^*\n]+\*\*.*)$")
-_VERIFY = re.compile(r"\b(how to (verify|test|check)|verif(y|ying|ication)|try it)\b", re.I)
-
-
-def _under_verify(text: str, where: str) -> bool:
+def _under_verify(answer: Answer, where: str) -> bool:
     """A query in the answer's How to verify section shows the checks at work; it is not one
     of them (a duplicate query there does not make the gate catch duplicates)."""
     line = re.search(r"\(line (\d+)\)", where)
     if not line:
         return False
-    above = text.splitlines()[:int(line.group(1)) - 1]
-    heading = next((h for h in reversed(above) if _HEADING.match(h)), "")
-    return bool(_VERIFY.search(heading))
+    return verifies(section_heading(answer, int(line.group(1))))
 
 
 def _shape(sql: str, tree: Any) -> str:
