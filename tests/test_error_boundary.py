@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pipeline_plumber.errors import (
     EXIT_TERMINATED,
     EnvironmentProblem,
 )
+from pipeline_plumber.pgcluster import cluster_storage
 from pipeline_plumber.stale_folders import OWNER_MARKER
 from support.cli import plumber
 from support.fake_api import FakeMessagesAPI
@@ -143,7 +143,7 @@ def test_a_signal_mid_verify_stops_the_cluster_and_says_so(sent: signal.Signals,
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stderr
     assert stderr.splitlines() == [line]
-    leftovers = [p for p in Path(tempfile.gettempdir()).glob("plumber-pg-*")
+    leftovers = [p for p in cluster_storage().glob("plumber-pg-*")
                  if _mine(p, proc.pid)]
     assert leftovers == []
     with pytest.raises(ProcessLookupError):

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -194,3 +196,31 @@ def test_other_roles_reach_only_their_own_database(dsn: str) -> None:
     assert scalar(own, "SELECT current_user") == "lonely"
     with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
         psycopg.connect(psycopg.conninfo.make_conninfo(own, dbname="postgres")).close()
+
+
+def test_clusters_go_where_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen = Path(tempfile.mkdtemp(prefix="plumber-test-storage-"))
+    chosen.chmod(0o755)  # the cluster's account must enter it
+    monkeypatch.setenv(pgcluster.STORAGE_ENV, str(chosen))
+    try:
+        with throwaway_cluster() as dsn:
+            data_directory = Path(str(scalar(dsn, "SHOW data_directory")))
+        assert data_directory.parent.parent == chosen.resolve()
+        assert list(chosen.iterdir()) == []
+    finally:
+        shutil.rmtree(chosen, ignore_errors=True)
+
+
+def test_memory_backed_storage_is_used_only_when_roomy_and_open_to_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder on a disk is never taken for memory; a tmpfs is, with room, when every user
+    can create folders in it (the cluster's account is not root)."""
+    monkeypatch.delenv(pgcluster.STORAGE_ENV, raising=False)
+    monkeypatch.setattr(pgcluster, "MEMORY_BACKED", tmp_path)  # pytest's folder: a disk
+    assert pgcluster.cluster_storage() != tmp_path
+    shm = Path("/dev/shm")  # a tmpfs on every Linux machine CI runs on
+    monkeypatch.setattr(pgcluster, "MEMORY_BACKED", shm)
+    monkeypatch.setattr(pgcluster, "MEMORY_BACKED_MIN_FREE", 0)
+    assert pgcluster.cluster_storage() == shm
+    monkeypatch.setattr(pgcluster, "MEMORY_BACKED_MIN_FREE", 1 << 60)
+    assert pgcluster.cluster_storage() != shm
