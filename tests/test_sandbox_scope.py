@@ -80,3 +80,71 @@ def test_a_database_left_by_a_timeout_is_not_reused(sandbox: Sandbox) -> None:
             session.execute("SELECT pg_sleep(5)")
         assert timed is not None
         assert _database(sandbox) != timed[0][0]
+
+
+EVERYTHING = [
+    "CREATE SCHEMA staging",
+    "CREATE TABLE staging.raw (id int)",
+    "CREATE TYPE mood AS ENUM ('ok', 'sad')",
+    "CREATE SEQUENCE ids",
+    "CREATE TABLE parent (id int PRIMARY KEY DEFAULT nextval('ids'), m mood)",
+    "CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id))",
+    "CREATE INDEX child_parent ON child (parent_id)",
+    "CREATE VIEW children AS SELECT * FROM child",
+    "CREATE TEMP TABLE scratch (id int)",
+    "SET VARIABLE batch = 7",
+    "ATTACH ':memory:' AS elsewhere",
+    "CREATE TABLE elsewhere.main.copy (id int)",
+    "USE elsewhere",
+    "BEGIN TRANSACTION",
+    "INSERT INTO memory.main.parent (m) VALUES ('ok')",
+]
+"""What an answer's DuckDB session may leave behind: the next session of the same answer must
+be able to run all of it again."""
+
+
+def test_within_one_answer_a_duckdb_database_is_emptied_and_reused(sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        with sandbox.answer_session("duckdb") as session:
+            first = session.connection
+            for statement in EVERYTHING:
+                session.execute(statement)
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is first
+            assert session.execute("SELECT current_database(), current_schema()") == \
+                [("memory", "main")]
+            assert session.execute("SELECT getvariable('batch')") == [(None,)]
+            for statement in EVERYTHING:  # nothing of the first session is in the way
+                session.execute(statement)
+
+
+def test_a_duckdb_database_is_not_reused_by_another_answer_or_after_a_macro(
+        sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        with sandbox.answer_session("duckdb") as session:
+            mine = session.connection
+            session.execute("CREATE TABLE secret (v text)")
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is mine
+            session.execute("CREATE MACRO twice(x) AS 2 * x")
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is not mine  # a macro is not emptied: not kept
+    with sandbox.answer_scope():
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is not mine
+            assert session.execute("SELECT count(*) FROM duckdb_tables()") == [(0,)]
+
+
+def test_a_duckdb_database_left_by_an_error_or_a_timeout_is_not_reused(
+        sandbox: Sandbox) -> None:
+    with sandbox.answer_scope():
+        with pytest.raises(TimedOut), \
+                sandbox.answer_session("duckdb", deadline_s=0.3) as session:
+            timed = session.connection
+            session.execute("SELECT count(*) FROM range(10000000000)")
+        with pytest.raises(ZeroDivisionError), sandbox.answer_session("duckdb") as session:
+            failed = session.connection
+            raise ZeroDivisionError
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is not timed
+            assert session.connection is not failed

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import Broken, Damaged, Rejected, SandboxError, TimedOut, one_line
 from .postgres import AnswerScope, PostgresSandbox
@@ -68,7 +68,8 @@ class Sandbox:
                 if self._duckdb_spares is None:
                     self._duckdb_spares = DuckdbSpares()
                 spares = self._duckdb_spares
-            with duckdb_answer(seconds, self.watchdog, spares) as duck:
+            kept = getattr(self._scopes, "duckdb", None)
+            with duckdb_answer(seconds, self.watchdog, spares, kept) as duck:
                 yield duck
         elif engine == "postgres":
             scope = getattr(self._scopes, "current", None)
@@ -80,21 +81,26 @@ class Sandbox:
     @contextmanager
     def answer_scope(self) -> Iterator[None]:
         """Everything one answer's checks open on this thread inside the block: a PostgreSQL
-        database the answer left in order is emptied and given to its next session instead of
-        a new one (never to another answer); all are dropped when the block ends."""
+        or DuckDB database the answer left in order is emptied and given to its next session
+        instead of a new one (never to another answer); all are dropped when the block ends."""
         if getattr(self._scopes, "current", None) is not None:
             yield  # already inside this answer's scope
             return
-        scope = AnswerScope()
-        self._scopes.current = scope
+        scope, kept = AnswerScope(), list[Any]()
+        self._scopes.current, self._scopes.duckdb = scope, kept
         try:
             yield
         finally:
-            self._scopes.current = None
+            self._scopes.current = self._scopes.duckdb = None
             with self._lock:
-                postgres = self._postgres
+                postgres, spares = self._postgres, self._duckdb_spares
             if postgres is not None:
                 postgres.drop_scope(scope)
+            if kept:
+                from .duckdb import release
+
+                for con in kept:
+                    release(con, spares)
 
     def close(self) -> None:
         with self._lock:

@@ -4,11 +4,17 @@ The configuration is locked once applied, so the answer cannot raise its own lim
 external access back on. The deadline is enforced by `con.interrupt()` from the watchdog,
 repeated until the session ends (an interrupt that lands between two statements is lost, and
 the next statement then fails the deadline check before it starts).
+
+Opening a database costs about 14 ms of CPU (DuckDB builds its catalog of built-in functions
+each time), more than most statements an answer runs. So, like PostgreSQL's, a database one
+answer's session left in time is emptied and given to that answer's next session; it never
+passes to another answer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -33,6 +39,29 @@ DUCKDB_CONFIG: dict[str, Any] = {
 INTERRUPT_REPEAT_S = 0.2
 SPARES = 4
 """Databases opened ahead of need."""
+
+_LEFT_BEHIND = """
+SELECT 'DETACH DATABASE', database_name, NULL, NULL FROM duckdb_databases()
+ WHERE database_name NOT IN ('memory', 'system', 'temp')
+UNION ALL SELECT 'DROP SCHEMA', database_name, schema_name, NULL FROM duckdb_schemas()
+ WHERE NOT internal AND database_name IN ('memory', 'temp')
+UNION ALL SELECT 'DROP VIEW', database_name, schema_name, view_name FROM duckdb_views()
+ WHERE NOT internal
+UNION ALL SELECT 'DROP TABLE', database_name, schema_name, table_name FROM duckdb_tables()
+UNION ALL SELECT 'DROP SEQUENCE', database_name, schema_name, sequence_name
+  FROM duckdb_sequences()
+UNION ALL SELECT 'DROP TYPE', database_name, schema_name, type_name FROM duckdb_types()
+ WHERE NOT internal
+UNION ALL SELECT 'RESET VARIABLE', name, NULL, NULL FROM duckdb_variables()
+"""
+"""What an answer can leave in its database, as (statement, names...) that undo it. Macros are
+not listed (duckdb_functions() lists every built-in too, and takes as long as opening a new
+database): a session that defines one is not kept."""
+_CASCADES = {"DROP SCHEMA", "DROP TABLE", "DROP SEQUENCE"}
+_DEFINES_MACRO = re.compile(r"\b(?:MACRO|FUNCTION)\b", re.IGNORECASE)
+EMPTYING_ROUNDS = 4
+"""Rounds of drops before a database counts as not emptied (a table a foreign key still
+references goes in the next round)."""
 
 
 def _open() -> Any:
@@ -101,12 +130,17 @@ class DuckdbSpares:
 class DuckdbSession(SqlSession):
     engine = "duckdb"
 
-    def __init__(self, deadline: Deadline, spares: DuckdbSpares | None = None) -> None:
+    def __init__(self, deadline: Deadline, spares: DuckdbSpares | None = None,
+                 con: Any = None) -> None:
         super().__init__(deadline)
         self._lock = threading.Lock()
         self._spares = spares
-        self._con: Any = spares.take() if spares is not None else _open()
+        if con is None:
+            con = spares.take() if spares is not None else _open()
+        self._con: Any = con
         self._in_transaction = False
+        self.reusable = True
+        """False once anything ran that emptying cannot undo (a macro)."""
 
     @property
     def connection(self) -> Any:
@@ -122,6 +156,8 @@ class DuckdbSession(SqlSession):
         import duckdb
 
         self.deadline.check()
+        if self.reusable and _DEFINES_MACRO.search(sql):
+            self.reusable = False
         try:
             cursor = self._con.execute(sql)
             rows: Rows | None = cursor.fetchall() if cursor.description else None
@@ -174,21 +210,67 @@ class DuckdbSession(SqlSession):
                 self._release(self._con)
                 self._con = None
 
+    def detach(self) -> Any:
+        """End the session but keep its database open, for the same answer's next session."""
+        with self._lock:
+            con, self._con = self._con, None
+        return con
+
     def _release(self, con: Any) -> None:
-        if self._spares is not None:
-            con.interrupt()  # nothing of the answer may still run while it waits to close
-            self._spares.give_back(con)
-        else:
-            con.close()
+        release(con, self._spares)
+
+
+def release(con: Any, spares: DuckdbSpares | None) -> None:
+    """Close a database an answer used (off the answer's path when there are spares)."""
+    if spares is not None:
+        con.interrupt()  # nothing of the answer may still run while it waits to close
+        spares.give_back(con)
+    else:
+        con.close()
+
+
+def emptied(con: Any) -> bool:
+    """Drop everything an answer's session left in `con` and leave no transaction open; True
+    when nothing is left (it can serve the same answer's next session)."""
+    import duckdb
+
+    try:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        con.execute("USE memory.main")
+        for _ in range(EMPTYING_ROUNDS):
+            left = con.execute(_LEFT_BEHIND).fetchall()
+            if not left:
+                return True
+            for statement in left:
+                with contextlib.suppress(duckdb.Error):  # a dependent object goes first
+                    con.execute(_undo(*statement))
+        return False
+    except duckdb.Error:
+        return False
+
+
+def _undo(verb: str, *names: str | None) -> str:
+    path = ".".join('"' + name.replace('"', '""') + '"' for name in names if name is not None)
+    return f"{verb} {path}{' CASCADE' if verb in _CASCADES else ''}"
 
 
 @contextmanager
-def duckdb_answer(seconds: float, watchdog: Watchdog, spares: DuckdbSpares | None = None
-                  ) -> Iterator[DuckdbSession]:
+def duckdb_answer(seconds: float, watchdog: Watchdog, spares: DuckdbSpares | None = None,
+                  kept: list[Any] | None = None) -> Iterator[DuckdbSession]:
     """A DuckDB session with a deadline `seconds` away that the watchdog enforces; closed on
-    exit."""
-    session = DuckdbSession(Deadline(seconds), spares)
+    exit. With `kept` (the databases of one answer's earlier sessions), one of them is emptied
+    and used instead of a new one, and this session's database is added to it when the
+    session ends in time, without an error and with nothing emptying cannot undo."""
+    con = None
+    while kept and con is None:
+        con = kept.pop()
+        if not emptied(con):
+            release(con, spares)
+            con = None
+    session = DuckdbSession(Deadline(seconds), spares, con)
     deadline = session.deadline
+    keep = False
 
     def alarm() -> float:
         deadline.expire()
@@ -198,7 +280,11 @@ def duckdb_answer(seconds: float, watchdog: Watchdog, spares: DuckdbSpares | Non
     handle = watchdog.schedule(deadline.at, alarm)
     try:
         yield session
+        keep = kept is not None and session.reusable
     finally:
         watchdog.cancel(handle)
-        session.close()
+        if keep and kept is not None and not deadline.expired:
+            kept.append(session.detach())
+        else:
+            session.close()
 
