@@ -57,7 +57,7 @@ UNION ALL SELECT 'RESET VARIABLE', name, NULL, NULL FROM duckdb_variables()
 """What an answer can leave in its database, as (statement, names...) that undo it. Macros are
 not listed (duckdb_functions() lists every built-in too, and takes as long as opening a new
 database): a session that defines one is not kept."""
-_CASCADES = {"DROP SCHEMA", "DROP TABLE", "DROP SEQUENCE"}
+_CASCADES = ("DROP SCHEMA", "DROP TABLE", "DROP SEQUENCE")
 _DEFINES_MACRO = re.compile(r"\b(?:MACRO|FUNCTION)\b", re.IGNORECASE)
 EMPTYING_ROUNDS = 4
 """Rounds of drops before a database counts as not emptied (a table a foreign key still
@@ -231,7 +231,9 @@ def release(con: Any, spares: DuckdbSpares | None) -> None:
 
 def emptied(con: Any) -> bool:
     """Drop everything an answer's session left in `con` and leave no transaction open; True
-    when nothing is left (it can serve the same answer's next session)."""
+    when nothing is left (it can serve the same answer's next session). A round in which every
+    drop succeeded left nothing: only a failed one (a table a foreign key still references)
+    needs another look."""
     import duckdb
 
     try:
@@ -239,20 +241,26 @@ def emptied(con: Any) -> bool:
             con.execute("ROLLBACK")
         con.execute("USE memory.main")
         for _ in range(EMPTYING_ROUNDS):
-            left = con.execute(_LEFT_BEHIND).fetchall()
-            if not left:
-                return True
-            for statement in left:
-                with contextlib.suppress(duckdb.Error):  # a dependent object goes first
+            failed = False
+            for statement in con.execute(_LEFT_BEHIND).fetchall():
+                try:
                     con.execute(_undo(*statement))
+                except duckdb.Error:
+                    failed = True
+            if not failed:
+                return True
         return False
     except duckdb.Error:
         return False
 
 
 def _undo(verb: str, *names: str | None) -> str:
+    """The statement that undoes one row of `_LEFT_BEHIND`; IF EXISTS, as a schema's CASCADE
+    may have dropped it already."""
     path = ".".join('"' + name.replace('"', '""') + '"' for name in names if name is not None)
-    return f"{verb} {path}{' CASCADE' if verb in _CASCADES else ''}"
+    if verb.startswith("DROP"):
+        verb += " IF EXISTS"
+    return f"{verb} {path}{' CASCADE' if verb.startswith(_CASCADES) else ''}"
 
 
 @contextmanager
