@@ -229,13 +229,42 @@ def verifies(heading: str) -> bool:
     return bool(_VERIFY.match(heading))
 
 
+def _split_once(answer: Answer, code: str, dialect: str) -> list[tuple[str, str, str]]:
+    """`_split`, once per block of the answer and dialect (cached on the answer)."""
+    key = ("split", dialect, code)
+    cached = answer.cache.get(key)
+    if not isinstance(cached, tuple):
+        cached = answer.cache[key] = tuple(_split(code, dialect))
+    return list(cached)
+
+
+def block_trees(answer: Answer, code: str, dialect: str) -> tuple[Any, ...] | None:
+    """The trees of a block's statements as every Program of the answer parses them (shared,
+    parsed once), or None where they could differ from parsing the block whole: text the
+    Program rewrites first (psql meta-commands, Jinja, run macros), a statement that does not
+    parse, or one sqlglot keeps as an opaque command."""
+    from sqlglot import exp
+
+    if _META.search(code) or "{" in code:
+        return None
+    parse = _parsed(answer, dialect)
+    trees = []
+    for sql, _, _ in _split_once(answer, code, dialect):
+        tree = parse(sql) if _plain_view(sql) == sql else None  # else it may be the plain one's
+        if tree is None or isinstance(tree, exp.Command):
+            return None
+        trees.append(tree)
+    return tuple(trees)
+
+
 def _raw_statements(answer: Answer, dialect: str) -> list[_Raw]:
     lines = answer.text.splitlines()
     raws: list[_Raw] = []
     for block in answer.sql_blocks:
         intro = "\n".join(lines[max(0, block.line - 4): block.line - 1])
         section = section_heading(answer, block.line)
-        for i, (sql, lead, tail) in enumerate(_split(block.code, dialect), start=1):
+        for i, (sql, lead, tail) in enumerate(_split_once(answer, block.code, dialect),
+                                              start=1):
             where = f"SQL block {block.index} (line {block.line}), statement {i}"
             raws.append(_Raw(sql, lead, where, intro if i == 1 else "", tail, intro, section))
     return raws

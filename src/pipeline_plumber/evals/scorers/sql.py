@@ -81,13 +81,25 @@ def parse_sql(code: str, dialect: str) -> tuple[tuple[Any, ...], str | None]:
 
 
 def parsed_blocks(answer: Answer, dialect: str) -> tuple[ParsedBlock, ...]:
-    """The answer's SQL blocks, each parsed once per dialect (cached on the answer)."""
+    """The answer's SQL blocks, each parsed once per dialect (cached on the answer). A block
+    the execution's Program reads statement by statement shares its trees, as parsing the
+    block whole gives the same ones: sqlglot parses each statement once per answer."""
+    from ..execution.program import block_trees
+
     key = ("sql", dialect)
     cached = answer.cache.get(key)
     if cached is None:
-        cached = tuple(ParsedBlock(b, *parse_sql(b.code, dialect)) for b in answer.sql_blocks)
+        cached = tuple(_parsed_block(b, dialect, block_trees(answer, b.code, dialect))
+                       for b in answer.sql_blocks)
         answer.cache[key] = cached
     return cached
+
+
+def _parsed_block(block: CodeBlock, dialect: str,
+                  shared: tuple[Any, ...] | None) -> ParsedBlock:
+    if shared is not None and not _OVERRIDING.search(block.code):
+        return ParsedBlock(block, shared, None)
+    return ParsedBlock(block, *parse_sql(block.code, dialect))
 
 
 def statements(answer: Answer, dialect: str) -> Iterator[tuple[ParsedBlock, exp.Expression]]:
