@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
+from evals_support import EVALS
 from pipeline_plumber.evals.answers import Answer
 from pipeline_plumber.evals.execution.catalog import Catalog, Table, read_catalog
 from pipeline_plumber.evals.execution.engine import Rejected, open_session
-from pipeline_plumber.evals.execution.program import build_program
+from pipeline_plumber.evals.execution.program import _parse, _split, build_program
 from pipeline_plumber.evals.execution.properties import known_properties, run_family
 from pipeline_plumber.evals.execution.run import setup
 from pipeline_plumber.evals.execution.synth import insert_sql, populate, rows
@@ -407,3 +408,21 @@ def test_a_custom_setting_the_answer_reads_gets_a_placeholder_on_postgres(
         assert execution.ok, execution.failures
         assert any("pii.salt" in note for note in execution.reported)
         assert session.execute("SELECT count(*) FROM customers_masked") == [(1,)]
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "duckdb", "snowflake", "bigquery"])
+def test_a_statement_parsed_from_the_split_tokens_is_the_tree_of_its_text(
+        dialect: str) -> None:
+    """The Program parses each statement from the tokens splitting its block gave (no second
+    tokenizing): over every labelled answer, the tree, and the SQL it gives back, are those of
+    parsing the statement's text alone, lead comments and opaque commands included."""
+    compared = 0
+    for path in sorted((EVALS / "answers").glob("*/*.md")):
+        for block in Answer(path.read_text(encoding="utf-8"), "file").sql_blocks:
+            for sql, _, _, tokens in _split(block.code, dialect):
+                from_text, from_tokens = _parse(sql, dialect), _parse(sql, dialect, tokens)
+                assert repr(from_tokens) == repr(from_text), f"{path.name}: {sql[:60]}"
+                if from_text is not None:
+                    assert from_tokens.sql(dialect) == from_text.sql(dialect)
+                compared += 1
+    assert compared > 1000

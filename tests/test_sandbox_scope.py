@@ -129,10 +129,9 @@ def test_a_duckdb_database_is_not_reused_by_another_answer_or_after_a_macro(
             session.execute("CREATE MACRO twice(x) AS 2 * x")
         with sandbox.answer_session("duckdb") as session:
             assert session.connection is not mine  # a macro is not emptied: not kept
-    with sandbox.answer_scope():
-        with sandbox.answer_session("duckdb") as session:
-            assert session.connection is not mine
-            assert session.execute("SELECT count(*) FROM duckdb_tables()") == [(0,)]
+    with sandbox.answer_scope(), sandbox.answer_session("duckdb") as session:
+        assert session.connection is not mine
+        assert session.execute("SELECT count(*) FROM duckdb_tables()") == [(0,)]
 
 
 def test_a_duckdb_database_left_by_an_error_or_a_timeout_is_not_reused(

@@ -181,15 +181,15 @@ def _with_sample_run(code: str) -> str:
     return _RUN_MACRO.sub(render, code) if "{{" in code else code
 
 
-def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
+def _split(code: str, dialect: str) -> list[tuple[str, str, str, _Tokens]]:
     """(statement, the comments and blanks before it, the comment after its semicolon on the
-    same line) for each statement of `code`."""
+    same line, its tokens) for each statement of `code`."""
     from sqlglot.dialects.dialect import Dialect
     from sqlglot.tokenizer_core import TokenType
 
     text = _META.sub(lambda m: " " * len(m.group(0)), without_jinja(_with_sample_run(code)))
     tokens = Dialect.get_or_raise(dialect).tokenize(text)
-    out: list[tuple[str, str, str]] = []
+    out: list[tuple[str, str, str, _Tokens]] = []
     current: list[Any] = []
     previous_end = 0
     for token in [*tokens, None]:
@@ -202,7 +202,9 @@ def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
                 tail = tail if re.match(r"\s*(--|/\*|#)", tail) else ""
                 # a comment right before the first token belongs to the statement's lead
                 out.append((text[start:end], text[previous_end:start] + " ".join(
-                    c for t in current[:1] for c in (t.comments or [])), tail))
+                    c for t in current[:1] for c in (t.comments or [])), tail,
+                    _Tokens(current, text)))
+                current[0].comments = []  # they are the lead's, not the statement's
                 previous_end = after + len(tail)
             elif token is not None:
                 previous_end = token.end + 1
@@ -210,6 +212,14 @@ def _split(code: str, dialect: str) -> list[tuple[str, str, str]]:
         else:
             current.append(token)
     return out
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """A statement's tokens, their positions in the block's `text`."""
+
+    tokens: list[Any]
+    text: str
 
 
 _HEADING = re.compile(r"^[ \t]{0,3}(#{1,6}[ \t]+\S.*|\*\*[^*\n]+\*\*.*)$")
@@ -230,11 +240,16 @@ def verifies(heading: str) -> bool:
 
 
 def _split_once(answer: Answer, code: str, dialect: str) -> list[tuple[str, str, str]]:
-    """`_split`, once per block of the answer and dialect (cached on the answer)."""
+    """`_split`, once per block of the answer and dialect (cached on the answer); each
+    statement's tokens are kept for `_parsed`, which then need not tokenize it again."""
     key = ("split", dialect, code)
     cached = answer.cache.get(key)
     if not isinstance(cached, tuple):
-        cached = answer.cache[key] = tuple(_split(code, dialect))
+        split = _split(code, dialect)
+        tokens: dict[str, _Tokens] = answer.cache.setdefault(("tokens", dialect), {})
+        for sql, _, _, statement_tokens in split:
+            tokens.setdefault(sql, statement_tokens)
+        cached = answer.cache[key] = tuple((sql, lead, tail) for sql, lead, tail, _ in split)
     return list(cached)
 
 
@@ -285,10 +300,11 @@ def _parsed(answer: Answer, dialect: str) -> Callable[[str], Any]:
     every Program built from it shares them. Trees are read, never changed (a translation
     copies before it edits)."""
     trees: dict[str, Any] = answer.cache.setdefault(("trees", dialect), {})
+    tokens: dict[str, _Tokens] = answer.cache.setdefault(("tokens", dialect), {})
 
     def parse(sql: str) -> Any:
         if sql not in trees:
-            trees[sql] = _parse(sql, dialect)
+            trees[sql] = _parse(sql, dialect, tokens.get(sql))
         return trees[sql]
 
     return parse
@@ -355,19 +371,36 @@ def _words(sql: str) -> list[str]:
     return re.findall(r"[A-Za-z_][A-Za-z_0-9]*", sql.upper())[:8]
 
 
-def _parse(sql: str, dialect: str) -> Any:
+def _parse(sql: str, dialect: str, tokens: _Tokens | None = None) -> Any:
+    """The tree of one statement (from its `tokens` when the split kept them), or of the
+    statement with its view options left out (`_plain_view`) when sqlglot does not know them;
+    None when neither parses."""
     import sqlglot
     from sqlglot.errors import ParseError, TokenError
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     for text in dict.fromkeys((sql, _plain_view(sql))):
         try:
-            tree = sqlglot.parse_one(text, read=dialect)
+            tree = (_parse_tokens(tokens, sql, dialect) if tokens is not None and text == sql
+                    else sqlglot.parse_one(text, read=dialect))
         except (ParseError, TokenError, ValueError):
             continue
         if not isinstance(tree, sqlglot.exp.Command) or text == _plain_view(text):
             return tree
     return None
+
+
+def _parse_tokens(tokens: _Tokens, sql: str, dialect: str) -> Any:
+    """`sqlglot.parse_one(sql)` from the statement's tokens (an opaque command's text is cut
+    from the block's text at their positions)."""
+    from sqlglot import exp
+    from sqlglot.dialects.dialect import Dialect
+    from sqlglot.errors import ParseError
+
+    trees = Dialect.get_or_raise(dialect).parser().parse(tokens.tokens, tokens.text)
+    if not trees or trees[0] is None:
+        raise ParseError(f"No expression was parsed from '{sql}'")
+    return exp.Block(expressions=trees) if len(trees) > 1 else trees[0]
 
 
 _VIEW_HEAD = re.compile(
