@@ -401,6 +401,8 @@ def cluster_storage() -> Path:
     else the system temp dir."""
     chosen = os.environ.get(STORAGE_ENV)
     if chosen:
+        if not Path(chosen).is_dir():
+            raise EnvironmentProblem(f"{STORAGE_ENV}={chosen}: no such folder")
         return Path(chosen)
     return MEMORY_BACKED if _roomy_tmpfs(MEMORY_BACKED) else Path(tempfile.gettempdir())
 
