@@ -147,3 +147,19 @@ def test_a_duckdb_database_left_by_an_error_or_a_timeout_is_not_reused(
         with sandbox.answer_session("duckdb") as session:
             assert session.connection is not timed
             assert session.connection is not failed
+
+
+def test_a_duckdb_database_with_too_much_left_in_it_is_closed_not_emptied(
+        sandbox: Sandbox) -> None:
+    """Emptying runs outside the answer's deadline: past `EMPTYING_MOST` objects, a new
+    database is cheaper and bounded."""
+    from pipeline_plumber.sandbox.duckdb import EMPTYING_MOST
+
+    with sandbox.answer_scope():
+        with sandbox.answer_session("duckdb") as session:
+            crowded = session.connection
+            for i in range(EMPTYING_MOST + 1):
+                session.execute(f"CREATE TABLE t{i} (id int)")
+        with sandbox.answer_session("duckdb") as session:
+            assert session.connection is not crowded
+            assert session.execute("SELECT count(*) FROM duckdb_tables()") == [(0,)]

@@ -86,7 +86,7 @@ class Sandbox:
         if getattr(self._scopes, "current", None) is not None:
             yield  # already inside this answer's scope
             return
-        scope, kept = AnswerScope(), list[Any]()
+        scope, kept = AnswerScope(), list[Any]()  # kept: this answer's DuckDB databases
         self._scopes.current, self._scopes.duckdb = scope, kept
         try:
             yield

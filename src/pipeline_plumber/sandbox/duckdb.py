@@ -62,6 +62,9 @@ _DEFINES_MACRO = re.compile(r"\b(?:MACRO|FUNCTION)\b", re.IGNORECASE)
 EMPTYING_ROUNDS = 4
 """Rounds of drops before a database counts as not emptied (a table a foreign key still
 references goes in the next round)."""
+EMPTYING_MOST = 200
+"""Objects left behind beyond which a database is closed instead: emptying runs outside any
+deadline, so an answer that made thousands of tables must not make it long."""
 
 
 def _open() -> Any:
@@ -242,7 +245,10 @@ def emptied(con: Any) -> bool:
         con.execute("USE memory.main")
         for _ in range(EMPTYING_ROUNDS):
             failed = False
-            for statement in con.execute(_LEFT_BEHIND).fetchall():
+            left = con.execute(_LEFT_BEHIND).fetchmany(EMPTYING_MOST + 1)
+            if len(left) > EMPTYING_MOST:
+                return False
+            for statement in left:
                 try:
                     con.execute(_undo(*statement))
                 except duckdb.Error:
@@ -288,10 +294,10 @@ def duckdb_answer(seconds: float, watchdog: Watchdog, spares: DuckdbSpares | Non
     handle = watchdog.schedule(deadline.at, alarm)
     try:
         yield session
-        keep = kept is not None and session.reusable
+        keep = session.reusable
     finally:
         watchdog.cancel(handle)
-        if keep and kept is not None and not deadline.expired:
+        if kept is not None and keep and not deadline.expired:
             kept.append(session.detach())
         else:
             session.close()
