@@ -76,6 +76,13 @@ def test_the_section_may_stand_anywhere_under_another_name(command: str, tmp_pat
     assert verdict(command, renamed + before + "\n## Next steps\n\nShip it.\n", tmp_path) == "pass"
 
 
+@pytest.mark.parametrize("heading", ["## Checking it by hand", "### Check the load"])
+def test_checking_it_in_other_words_is_the_section(heading: str, tmp_path: Path) -> None:
+    before, section = reference("etl")
+    renamed = section.replace("## How to verify", heading, 1)
+    assert verdict("etl", before + renamed, tmp_path) == "pass"
+
+
 def test_code_under_another_heading_does_not_count(tmp_path: Path) -> None:
     before, section = reference("index")
     moved = section.replace("## How to verify\n", "## Rollout\n", 1)
